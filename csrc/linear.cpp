@@ -1,0 +1,57 @@
+// Linear forward and backward through ATen's BLAS-backed calls (MKL/OpenBLAS on CPU, cuBLAS on
+// CUDA): the same code serves both dispatch keys.
+#include <ATen/ATen.h>
+#include <torch/library.h>
+
+#include "checks.h"
+
+namespace minidl {
+
+static void check_linear(const at::Tensor& input, const at::Tensor& weight, const char* op) {
+  check_float(weight, op, "weight");
+  check_like(input, weight, op, "input", "weight");
+  check_dim(input, 2, op, "input");
+  check_dim(weight, 2, op, "weight");
+  TORCH_CHECK_VALUE(input.size(1) == weight.size(1), op, ": expected input of shape [N, ", weight.size(1),
+                    "] for weight of shape ", weight.sizes(), ", got ", input.sizes());
+}
+
+at::Tensor linear_forward(const at::Tensor& input, const at::Tensor& weight, const c10::optional<at::Tensor>& bias) {
+  const char* op = "minidl.linear_forward";
+  check_linear(input, weight, op);
+  if (!bias.has_value()) return at::mm(input, weight.t());
+  check_like(*bias, weight, op, "bias", "weight");
+  check_shape(*bias, {weight.size(0)}, op, "bias");
+  return at::addmm(*bias, input, weight.t());
+}
+
+at::Tensor linear_backward(const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& weight,
+                           at::Tensor& grad_weight, const c10::optional<at::Tensor>& grad_bias) {
+  const char* op = "minidl.linear_backward";
+  check_linear(input, weight, op);
+  check_like(grad_output, weight, op, "grad_output", "weight");
+  check_shape(grad_output, {input.size(0), weight.size(0)}, op, "grad_output");
+  check_like(grad_weight, weight, op, "grad_weight", "weight");
+  check_shape(grad_weight, weight.sizes(), op, "grad_weight");
+  // Accumulate in place: no temporary for the weight gradient.
+  grad_weight.addmm_(grad_output.t(), input);
+  if (grad_bias.has_value()) {
+    at::Tensor gb = *grad_bias;
+    check_like(gb, weight, op, "grad_bias", "weight");
+    check_shape(gb, {weight.size(0)}, op, "grad_bias");
+    gb.add_(grad_output.sum(0));
+  }
+  return at::mm(grad_output, weight);
+}
+
+}  // namespace minidl
+
+TORCH_LIBRARY_IMPL(minidl, CPU, m) {
+  m.impl("linear_forward", &minidl::linear_forward);
+  m.impl("linear_backward", &minidl::linear_backward);
+}
+
+TORCH_LIBRARY_IMPL(minidl, CUDA, m) {
+  m.impl("linear_forward", &minidl::linear_forward);
+  m.impl("linear_backward", &minidl::linear_backward);
+}

@@ -1,0 +1,13 @@
+"""minidl: a small, readable deep-learning framework without autograd, with C++/CUDA kernels.
+
+    import torch, minidl as dl
+    torch.set_grad_enabled(False)
+    net = dl.Sequential(dl.Linear(2, 25), dl.ReLU(), dl.Linear(25, 2))
+"""
+from .backend import cpp_available, get_backend, set_backend
+from .nn import Linear, LossMSE, Module, ReLU, Sequential, Tanh
+from .optim import SGD
+
+__version__ = "0.1.0"
+__all__ = ["Module", "Linear", "ReLU", "Tanh", "Sequential", "LossMSE", "SGD",
+           "get_backend", "set_backend", "cpp_available"]

@@ -1,0 +1,1 @@
+"""The kernel interface: `cpp` (torch.ops.minidl, C++/CUDA) and `python` (torch.empty only) implement the same functions."""

@@ -1,0 +1,12 @@
+"""The kernel interface over the C++/CUDA extension: thin wrappers of torch.ops.minidl."""
+import minidl._C  # noqa: F401  (loading the library registers the ops)
+import torch
+
+_ops = torch.ops.minidl
+# Resolving the overload once skips torch.ops' per-call lookup.
+linear_forward = _ops.linear_forward.default
+linear_backward = _ops.linear_backward.default
+tanh_forward = _ops.tanh_forward.default
+tanh_backward = _ops.tanh_backward.default
+relu_forward = _ops.relu_forward.default
+relu_backward = _ops.relu_backward.default

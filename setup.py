@@ -1,0 +1,63 @@
+"""Builds minidl and its C++ (and, where CUDA exists, CUDA) extension minidl._C.
+
+Environment switches:
+  MINIDL_NO_EXT=1     install the pure-Python package only
+  MINIDL_NO_CUDA=1    never build the CUDA kernels
+  FORCE_CUDA=1        build the CUDA kernels even without a visible GPU (needs a CUDA torch and nvcc)
+  MINIDL_SANITIZE=address,undefined   build with ASan/UBSan (see README)
+"""
+import glob
+import os
+
+from setuptools import setup
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _flag(name):
+    return os.environ.get(name, "") not in ("", "0")
+
+
+def _write_build_info(torch_version, cuda):
+    # minidl.backend compares this with the torch that imports it, before loading _C.
+    with open(os.path.join(HERE, "minidl", "_build_info.py"), "w") as f:
+        f.write('"""Written by setup.py: the torch this extension was compiled against."""\n')
+        f.write(f"TORCH_VERSION = {torch_version!r}\nWITH_CUDA = {cuda!r}\n")
+
+
+def _extensions():
+    if _flag("MINIDL_NO_EXT"):
+        info = os.path.join(HERE, "minidl", "_build_info.py")
+        if os.path.exists(info):
+            os.remove(info)
+        return [], {}
+    import torch
+    from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension
+
+    sources = sorted(glob.glob(os.path.join("csrc", "*.cpp")) + glob.glob(os.path.join("csrc", "cpu", "*.cpp")))
+    cuda_sources = sorted(glob.glob(os.path.join("csrc", "cuda", "*.cu")))
+    with_cuda = (
+        not _flag("MINIDL_NO_CUDA")
+        and bool(cuda_sources)
+        and torch.version.cuda is not None
+        and CUDA_HOME is not None
+        and (torch.cuda.is_available() or _flag("FORCE_CUDA"))
+    )
+    cxx = ["-O3", "-fopenmp"] + (["-DMINIDL_WITH_CUDA"] if with_cuda else [])
+    ldflags = ["-fopenmp"]
+    sanitize = os.environ.get("MINIDL_SANITIZE", "")
+    if sanitize:
+        cxx = [f"-fsanitize={sanitize}", "-fno-omit-frame-pointer", "-g", "-O1", "-fopenmp"] + cxx[2:]
+        ldflags += [f"-fsanitize={sanitize}"]
+    extra = {"cxx": cxx}
+    if with_cuda:
+        extra["nvcc"] = ["-O3", "-DMINIDL_WITH_CUDA"]
+        ext = CUDAExtension("minidl._C", sources + cuda_sources, extra_compile_args=extra, extra_link_args=ldflags)
+    else:
+        ext = CppExtension("minidl._C", sources, extra_compile_args=extra, extra_link_args=ldflags)
+    _write_build_info(torch.__version__, with_cuda)
+    return [ext], {"build_ext": BuildExtension}
+
+
+ext_modules, cmdclass = _extensions()
+setup(ext_modules=ext_modules, cmdclass=cmdclass)
