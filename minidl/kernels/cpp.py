@@ -1,6 +1,9 @@
 """The kernel interface over the C++/CUDA extension: thin wrappers of torch.ops.minidl."""
-import minidl._C  # noqa: F401  (loading the library registers the ops)
 import torch
+
+import minidl._C  # noqa: F401  (loading the library registers the ops)
+
+from . import fake  # noqa: F401  (shape functions for opcheck and torch.compile)
 
 _ops = torch.ops.minidl
 # Resolving the overload once skips torch.ops' per-call lookup.

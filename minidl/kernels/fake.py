@@ -1,0 +1,35 @@
+"""Shape-only ("fake") implementations of the C++ ops, for opcheck, torch.compile and meta tensors.
+
+They check their inputs like the real kernels, so a mistake is caught while tracing too.
+"""
+import torch
+
+from .checks import check_elementwise_backward, check_float, check_linear_backward, check_linear_forward
+
+
+@torch.library.register_fake("minidl::linear_forward")
+def _linear_forward(input, weight, bias):
+    check_linear_forward(input, weight, bias)
+    return input.new_empty((input.shape[0], weight.shape[0]))
+
+
+@torch.library.register_fake("minidl::linear_backward")
+def _linear_backward(grad_output, input, weight, grad_weight, grad_bias):
+    check_linear_backward(grad_output, input, weight, grad_weight, grad_bias)
+    return input.new_empty(input.shape)
+
+
+def _register_activation(name):
+    @torch.library.register_fake(f"minidl::{name}_forward")
+    def _forward(input):
+        check_float(input, f"minidl.{name}_forward", "input")
+        return torch.empty_like(input, memory_format=torch.contiguous_format)
+
+    @torch.library.register_fake(f"minidl::{name}_backward")
+    def _backward(grad_output, output):
+        check_elementwise_backward(grad_output, output, f"minidl.{name}_backward")
+        return torch.empty_like(output, memory_format=torch.contiguous_format)
+
+
+for _name in ("tanh", "relu"):
+    _register_activation(_name)

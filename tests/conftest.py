@@ -1,0 +1,41 @@
+"""Fixtures shared by the core tests: the kernel backends and the devices to run them on."""
+import os
+
+import pytest
+import torch
+
+import minidl
+from minidl import backend
+
+BACKENDS = ["cpp", "python"]
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+def require_cpp():
+    """Skip without the extension, unless MINIDL_REQUIRE_EXT=1 (CI), where its absence is a failure."""
+    if not backend.cpp_available():
+        if os.environ.get("MINIDL_REQUIRE_EXT") == "1":
+            pytest.fail(f"MINIDL_REQUIRE_EXT=1 but the C++ extension is unavailable: {backend._cpp_error}")
+        pytest.skip(f"C++ extension unavailable: {backend._cpp_error}")
+
+
+@pytest.fixture(params=BACKENDS)
+def backend_name(request):
+    """Run the test once per backend, restoring the previous backend afterwards."""
+    if request.param == "cpp":
+        require_cpp()
+    previous = minidl.get_backend()
+    minidl.set_backend(request.param)
+    yield request.param
+    minidl.set_backend(previous)
+
+
+@pytest.fixture
+def ops(backend_name):
+    """The kernel module of the selected backend."""
+    return backend.ops
+
+
+@pytest.fixture(params=DEVICES)
+def device(request):
+    return request.param
