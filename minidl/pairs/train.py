@@ -1,0 +1,121 @@
+"""Train one model on one draw of pairs and record its error curves."""
+
+import time
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+
+@dataclass
+class TrainConfig:
+    """Options of one training run (the test set is only ever measured, never used to choose)."""
+
+    epochs: int = 25
+    batch_size: int = 100
+    lr: float = 1e-3
+    optimizer: str = "adam"  # or "sgd" (with momentum 0.9)
+    aux_weight: float = 1.0  # weight of the digit cross-entropy for models with digit logits
+    normalize: bool = True  # standardise inputs by the training set's mean and std
+    shift: int = 1  # random translation of each training digit by up to this many pixels
+    swap: bool = True  # randomly swap the two digits of training pairs (needs the classes)
+    curves: bool = True  # evaluate train and test error after every epoch
+    device: str = "cpu"
+
+
+def make_optimizer(model, config):
+    """Adam or SGD over the model's parameters."""
+    if config.optimizer == "adam":
+        return torch.optim.Adam(model.parameters(), lr=config.lr)
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=config.lr, momentum=0.9)
+    raise ValueError(f"unknown optimizer {config.optimizer!r}; valid: adam, sgd")
+
+
+def shift_digits(x, max_shift, generator):
+    """Translate each 14x14 digit independently by up to max_shift pixels, filling with zeros."""
+    n, c, h, w = x.shape
+    padded = F.pad(x, (max_shift,) * 4)  # zero here is the background, normalised or not
+    dy, dx = (torch.randint(0, 2 * max_shift + 1, (2, n, c, 1), generator=generator)
+              .to(x.device))
+    rows = (dy + torch.arange(h, device=x.device))[..., :, None]
+    cols = (dx + torch.arange(w, device=x.device))[..., None, :]
+    batch = torch.arange(n, device=x.device)[:, None, None, None]
+    channel = torch.arange(c, device=x.device)[None, :, None, None]
+    return padded[batch, channel, rows, cols]
+
+
+def swap_pairs(x, classes, generator):
+    """Swap the two digits of a random half of the pairs; the target follows from the classes."""
+    flip = (torch.rand(len(x), generator=generator) < 0.5).to(x.device)
+    x = torch.where(flip[:, None, None, None], x.flip(1), x)
+    classes = torch.where(flip[:, None], classes.flip(1), classes)
+    return x, classes  # note (b <= a) is not (not a <= b) when a == b, hence recomputing
+
+
+def errors(model, x, target, batch_size=1000):
+    """Fraction of pairs whose comparison is predicted wrongly."""
+    model.eval()
+    with torch.inference_mode():
+        wrong = sum(
+            (model(x[i:i + batch_size])[0].argmax(1) != target[i:i + batch_size]).sum()
+            for i in range(0, len(x), batch_size)
+        )
+    model.train()
+    return wrong / len(x)
+
+
+def train_model(model, data, config, seed=0, progress=None):
+    """Train MODEL on DATA (the 6-tuple of generate_pair_sets); return a dict of figures and curves.
+
+    Seeds shuffling and augmentation from SEED with a local generator and dropout via a forked
+    global RNG, so runs are reproducible and the caller's RNG state is left alone.
+    """
+    device = torch.device(config.device)
+    train_x, train_y, train_c, test_x, test_y, _ = (t.to(device) for t in data)
+    if config.normalize:
+        mean, std = train_x.mean(), train_x.std()
+        train_x, test_x = (train_x - mean) / std, (test_x - mean) / std
+    model = model.to(device)
+    optimizer = make_optimizer(model, config)
+    generator = torch.Generator().manual_seed(seed)
+    n = len(train_x)
+    curves = {"train_loss_curve": [], "train_error_curve": [], "test_error_curve": []}
+    devices = [device.index or 0] if device.type == "cuda" else []
+    start = time.perf_counter()
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        for _ in range(config.epochs):
+            x, c = train_x, train_c
+            if config.swap:
+                x, c = swap_pairs(x, c, generator)
+            if config.shift:
+                x = shift_digits(x, config.shift, generator)
+            y = (c[:, 0] <= c[:, 1]).long() if config.swap else train_y
+            order = torch.randperm(n, generator=generator).to(device)
+            total = torch.zeros((), device=device)  # summed on device: no sync per batch
+            for i in range(0, n, config.batch_size):
+                batch = order[i:i + config.batch_size]
+                logits, digits = model(x[batch])
+                loss = F.cross_entropy(logits, y[batch])
+                if digits is not None and config.aux_weight:
+                    loss = loss + config.aux_weight * F.cross_entropy(
+                        digits.reshape(-1, 10), c[batch].reshape(-1))
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                total += loss.detach() * len(batch)
+            curves["train_loss_curve"].append(float(total) / n)
+            if config.curves:
+                curves["train_error_curve"].append(float(errors(model, train_x, train_y)))
+                curves["test_error_curve"].append(float(errors(model, test_x, test_y)))
+            if progress is not None:
+                progress()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    seconds = time.perf_counter() - start
+    if config.curves:
+        train_error, test_error = curves["train_error_curve"][-1], curves["test_error_curve"][-1]
+    else:
+        train_error, test_error = float(errors(model, train_x, train_y)), float(errors(model, test_x, test_y))
+    return {"train_error": train_error, "test_error": test_error, "seconds": seconds, **curves}
