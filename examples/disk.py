@@ -1,0 +1,114 @@
+"""The EE-559 mini-project test: classify points of [0,1]^2 as inside or outside a disk, with minidl only.
+
+1,000 training and 1,000 test points, uniform in [0,1]^2; label 1 inside the disk of centre
+(0.5, 0.5) and radius 1/sqrt(2 pi) (area 1/2), else 0. A 2-25-25-25-2 network, MSE on one-hot
+targets, SGD with momentum; prints the loss per epoch and the final train and test errors.
+
+    python examples/disk.py                     # one round, about a second
+    python examples/disk.py --rounds 10         # mean +- std over 10 fresh rounds
+"""
+import argparse
+import math
+import statistics
+import time
+
+import torch
+
+import minidl as dl
+
+
+def generate_disk_set(n, generator, device="cpu"):
+    """n points uniform in [0,1]^2, their labels (1 inside the disk) and one-hot targets."""
+    x = torch.empty(n, 2).uniform_(0, 1, generator=generator)
+    labels = (x - 0.5).pow(2).sum(1).lt(1 / (2 * math.pi)).long()
+    targets = torch.empty(n, 2).zero_().scatter_(1, labels.view(-1, 1), 1.0)
+    return x.to(device), labels.to(device), targets.to(device)
+
+
+def build_network(activation, device):
+    """2 inputs, three hidden layers of 25 units, 2 outputs."""
+    act = {"relu": dl.ReLU, "tanh": dl.Tanh}[activation]
+    return dl.Sequential(dl.Linear(2, 25, device=device), act(),
+                         dl.Linear(25, 25, device=device), act(),
+                         dl.Linear(25, 25, device=device), act(),
+                         dl.Linear(25, 2, device=device))
+
+
+def error_rate(net, x, labels):
+    """Percentage of points whose largest output is not their label."""
+    return net.forward(x).argmax(1).ne(labels).float().mean().item() * 100
+
+
+def train_round(seed, args, log):
+    """One round: fresh data and initialisation from `seed`; returns (train error %, test error %)."""
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    x, labels, targets = generate_disk_set(1000, gen, args.device)
+    x_test, labels_test, _ = generate_disk_set(1000, gen, args.device)
+    # Standardise with the training set's statistics (the test set plays no part in any choice).
+    mean, std = x.mean(0), x.std(0)
+    x, x_test = (x - mean) / std, (x_test - mean) / std
+
+    net = build_network(args.activation, args.device)
+    criterion = dl.LossMSE()
+    optimizer = dl.SGD(net.param(), lr=args.lr, momentum=args.momentum)
+    n = x.shape[0]
+    for epoch in range(args.epochs):
+        if epoch == int(0.75 * args.epochs):  # one step decay of the learning rate for the last quarter
+            optimizer.lr = args.lr / 10
+        order = torch.randperm(n, generator=gen).to(args.device)
+        total = 0.0
+        for start in range(0, n, args.batch_size):
+            batch = order[start:start + args.batch_size]
+            loss = criterion.forward(net.forward(x[batch]), targets[batch])
+            optimizer.zero_grad()
+            net.backward(criterion.backward())
+            optimizer.step()
+            total += loss.item() * batch.numel()
+        if log and ((epoch + 1) % args.log_every == 0 or epoch == 0):
+            print(f"epoch {epoch + 1:4d}/{args.epochs}  loss {total / n:.5f}")
+    return error_rate(net, x, labels), error_rate(net, x_test, labels_test)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--backend", choices=["auto", "cpp", "python"], default="auto")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--epochs", type=int, default=100)
+    p.add_argument("--batch-size", type=int, default=20)
+    p.add_argument("--lr", type=float, default=0.1)
+    p.add_argument("--momentum", type=float, default=0.9)
+    p.add_argument("--activation", choices=["relu", "tanh"], default="relu")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--rounds", type=int, default=1, help="rounds with fresh data and initialisation")
+    p.add_argument("--log-every", type=int, default=10, help="print the epoch's mean loss every N epochs")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    args = p.parse_args(argv)
+    for name in ("epochs", "batch_size", "rounds", "log_every"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        p.error("--device cuda: no CUDA device is available to torch")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.set_grad_enabled(False)
+    dl.set_backend(args.backend)
+    print(f"minidl backend: {dl.get_backend()}, device: {args.device}")
+
+    train_errors, test_errors = [], []
+    for r in range(args.rounds):
+        start = time.perf_counter()
+        train_error, test_error = train_round(args.seed + r, args, log=args.rounds == 1)
+        train_errors.append(train_error)
+        test_errors.append(test_error)
+        print(f"round {r + 1}/{args.rounds}: train error {train_error:.2f} %, test error {test_error:.2f} % "
+              f"({time.perf_counter() - start:.2f} s)")
+    if args.rounds > 1:
+        sd = statistics.stdev
+        print(f"over {args.rounds} rounds: train error {statistics.mean(train_errors):.2f} ± {sd(train_errors):.2f} %, "
+              f"test error {statistics.mean(test_errors):.2f} ± {sd(test_errors):.2f} %")
+    return train_errors, test_errors
+
+
+if __name__ == "__main__":
+    main()

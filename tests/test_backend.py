@@ -1,0 +1,88 @@
+"""Backend selection, the MINIDL_BACKEND variable, and the course's import rule for the fallback."""
+import ast
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import minidl
+from minidl import backend
+
+PACKAGE = Path(minidl.__file__).parent
+
+
+def _run(code, **env):
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={**os.environ, **env}, cwd="/")
+
+
+def test_set_backend_switches_the_kernels_the_modules_call(backend_name):
+    assert minidl.get_backend() == backend_name
+    assert backend.ops.__name__ == f"minidl.kernels.{backend_name}"
+
+
+def test_environment_variable_selects_python():
+    out = _run("import minidl; print(minidl.get_backend())", MINIDL_BACKEND="python")
+    assert out.returncode == 0 and out.stdout.strip() == "python"
+
+
+def test_environment_variable_rejects_unknown_names():
+    out = _run("import minidl", MINIDL_BACKEND="fortran")
+    assert out.returncode != 0 and "MINIDL_BACKEND" in out.stderr and "'fortran'" in out.stderr
+
+
+def test_auto_prefers_cpp_when_built():
+    out = _run("import minidl; print(minidl.get_backend(), minidl.cpp_available())", MINIDL_BACKEND="auto")
+    assert out.returncode == 0
+    assert out.stdout.split() == (["cpp", "True"] if backend.cpp_available() else ["python", "False"])
+
+
+def test_missing_extension_explains_how_to_build(monkeypatch):
+    monkeypatch.setattr(backend, "_cpp", None)
+    monkeypatch.setattr(backend, "_cpp_error", "the C++ extension minidl._C is not built")
+    previous = minidl.get_backend()
+    try:
+        with pytest.raises(RuntimeError, match=r"cpp backend is unavailable .*not built.*pip install"):
+            minidl.set_backend("cpp")
+        with pytest.warns(UserWarning, match=r"pure-Python kernels because .*not built"):
+            minidl.set_backend("auto")
+        assert minidl.get_backend() == "python"
+    finally:
+        monkeypatch.undo()
+        minidl.set_backend(previous)
+
+
+def _imports(path):
+    """(module, names) for every import statement in a file."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found += [(alias.name, None) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            found.append(("." * node.level + (node.module or ""), [a.name for a in node.names]))
+    return found
+
+
+@pytest.mark.parametrize("relative", ["kernels/python.py", "kernels/checks.py", "nn.py", "optim.py"])
+def test_course_import_rule(relative):
+    """The fallback and the Module layer import from torch only `empty`; otherwise the stdlib or minidl."""
+    allowed_local = {"kernels/python.py": {".checks"}, "kernels/checks.py": set(),
+                     "nn.py": {"."}, "optim.py": {"."}}[relative]
+    for module, names in _imports(PACKAGE / relative):
+        if module == "torch":
+            assert names == ["empty"], f"{relative}: from torch import {names}"
+        elif module.startswith("."):
+            assert module in allowed_local, f"{relative}: unexpected local import {module}"
+        else:
+            assert module.split(".")[0] in sys.stdlib_module_names, f"{relative}: imports {module}"
+
+
+def test_fallback_kernels_run_without_the_extension():
+    code = ("import sys, torch, minidl; torch.set_grad_enabled(False); net = minidl.Sequential(minidl.Linear(2, 3), "
+            "minidl.Tanh()); y = net(torch.zeros(4, 2)); net.backward(torch.ones_like(y)); "
+            "print(minidl.get_backend(), 'minidl._C' in sys.modules, tuple(y.shape))")
+    out = _run(code, MINIDL_BACKEND="python")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["python", "False", "(4,", "3)"]

@@ -1,0 +1,49 @@
+"""The examples run, learn, and reject bad options."""
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def _load(name):
+    spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_disk_dataset_matches_its_definition():
+    import math
+    import torch
+
+    disk = _load("disk")
+    x, labels, targets = disk.generate_disk_set(5000, torch.Generator().manual_seed(0))
+    assert x.shape == (5000, 2) and x.min() >= 0 and x.max() <= 1
+    inside = ((x - 0.5) ** 2).sum(1) < 1 / (2 * math.pi)
+    assert torch.equal(labels, inside.long())
+    assert torch.equal(targets.argmax(1), labels) and torch.equal(targets.sum(1), torch.ones(5000))
+    assert 0.45 < labels.float().mean() < 0.55  # the disk covers half of the square
+
+
+def test_disk_example_learns(backend_name):
+    disk = _load("disk")
+    train_errors, test_errors = disk.main(["--backend", backend_name, "--epochs", "40", "--log-every", "100"])
+    assert train_errors[0] < 4 and test_errors[0] < 5
+
+
+def test_disk_rounds_are_reproducible(backend_name):
+    disk = _load("disk")
+    argv = ["--backend", backend_name, "--epochs", "3", "--rounds", "2", "--seed", "5"]
+    first, second = disk.main(argv), disk.main(argv)
+    assert first == second and len(first[0]) == 2
+
+
+@pytest.mark.parametrize("argv,message", [(["--epochs", "0"], "--epochs must be at least 1"),
+                                          (["--backend", "java"], "invalid choice")])
+def test_disk_rejects_bad_options(argv, message):
+    out = subprocess.run([sys.executable, str(EXAMPLES / "disk.py"), *argv], capture_output=True, text=True)
+    assert out.returncode == 2 and message in out.stderr
