@@ -9,10 +9,17 @@ def count_parameters(model):
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
+class ChannelsLast(nn.Module):
+    """Store activations as N x H x W x C: max pooling on CPU is several times faster that way."""
+
+    def forward(self, x):
+        return x.contiguous(memory_format=torch.channels_last)
+
+
 def conv_block(c_in, c_out):
-    """3x3 convolution, batch norm, 2x2 max pooling, ReLU (pooling first: same result, less work)."""
+    """3x3 convolution, 2x2 max pooling, batch norm, ReLU (normalising after pooling is 4x less work)."""
     return nn.Sequential(
-        nn.Conv2d(c_in, c_out, 3, bias=False), nn.BatchNorm2d(c_out), nn.MaxPool2d(2), nn.ReLU()
+        nn.Conv2d(c_in, c_out, 3, bias=False), ChannelsLast(), nn.MaxPool2d(2), nn.BatchNorm2d(c_out), nn.ReLU()
     )
 
 

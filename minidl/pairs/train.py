@@ -62,7 +62,7 @@ def errors(model, x, target, batch_size=1000):
             for i in range(0, len(x), batch_size)
         )
     model.train()
-    return wrong / len(x)
+    return int(wrong) / len(x)
 
 
 def train_model(model, data, config, seed=0, progress=None):
@@ -107,8 +107,8 @@ def train_model(model, data, config, seed=0, progress=None):
                 total += loss.detach() * len(batch)
             curves["train_loss_curve"].append(float(total) / n)
             if config.curves:
-                curves["train_error_curve"].append(float(errors(model, train_x, train_y)))
-                curves["test_error_curve"].append(float(errors(model, test_x, test_y)))
+                curves["train_error_curve"].append(errors(model, train_x, train_y))
+                curves["test_error_curve"].append(errors(model, test_x, test_y))
             if progress is not None:
                 progress()
     if device.type == "cuda":
@@ -117,5 +117,5 @@ def train_model(model, data, config, seed=0, progress=None):
     if config.curves:
         train_error, test_error = curves["train_error_curve"][-1], curves["test_error_curve"][-1]
     else:
-        train_error, test_error = float(errors(model, train_x, train_y)), float(errors(model, test_x, test_y))
+        train_error, test_error = errors(model, train_x, train_y), errors(model, test_x, test_y)
     return {"train_error": train_error, "test_error": test_error, "seconds": seconds, **curves}

@@ -1,0 +1,126 @@
+"""Train every model over several rounds of fresh pairs, in parallel processes, and summarise."""
+
+import csv
+import json
+import multiprocessing
+import os
+import statistics
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from .data import generate_pair_sets
+from .models import build_model, count_parameters
+from .train import TrainConfig, train_model
+
+
+@dataclass
+class StudyConfig:
+    """What to compare, on how much data, how often, and with how many processes."""
+
+    models: tuple = ("mlp", "convnet", "siamese", "convnet_aux", "siamese_aux")
+    rounds: int = 10
+    n_pairs: int = 1000
+    seed: int = 0
+    data_dir: str = None
+    jobs: int = 1
+    threads: int = 1  # torch threads per process
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+def round_seed(seed, round_index):
+    """Seed of one round: all models of a round see the same pairs and the same shuffles."""
+    return seed * 1000 + round_index
+
+
+def run_one(task):
+    """Train one model for one round; TASK is (name, round, StudyConfig)."""
+    name, round_index, config, progress = (*task, None)[:4]
+    torch.set_num_threads(config.threads)
+    seed = round_seed(config.seed, round_index)
+    data = generate_pair_sets(config.n_pairs, seed=seed, data_dir=config.data_dir)
+    with torch.random.fork_rng(devices=[]):  # same initialisation per (model, seed), caller's RNG untouched
+        torch.manual_seed(seed)
+        model = build_model(name)
+    result = train_model(model, data, config.train, seed=seed, progress=progress)
+    return {"model": name, "round": round_index, "seed": seed,
+            "parameters": count_parameters(model), **result}
+
+
+def run_study(config, progress=None):
+    """Return one result dict per (round, model); PROGRESS(epochs) is called as epochs finish."""
+    tasks = [(name, r, config) for r in range(config.rounds) for name in config.models]
+    if config.jobs <= 1:
+        return [run_one((*task, progress and (lambda: progress(1)))) for task in tasks]
+    # spawn, not fork: forking a process whose torch thread pools already ran can deadlock
+    context = multiprocessing.get_context("spawn")
+    runs = []
+    with context.Pool(min(config.jobs, len(tasks))) as pool:
+        for result in pool.imap_unordered(run_one, tasks):
+            runs.append(result)
+            if progress:
+                progress(config.train.epochs)
+    order = {name: i for i, name in enumerate(config.models)}
+    return sorted(runs, key=lambda run: (run["round"], order[run["model"]]))
+
+
+def summarise(runs, models):
+    """Per model: parameters, mean and std of train and test error (%), mean seconds per run."""
+
+    def mean_std(values):
+        return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+    rows = []
+    for name in models:
+        mine = [run for run in runs if run["model"] == name]
+        train = mean_std([100 * run["train_error"] for run in mine])
+        test = mean_std([100 * run["test_error"] for run in mine])
+        rows.append({"model": name, "parameters": mine[0]["parameters"], "rounds": len(mine),
+                     "train_error_mean": train[0], "train_error_std": train[1],
+                     "test_error_mean": test[0], "test_error_std": test[1],
+                     "seconds": statistics.mean(run["seconds"] for run in mine)})
+    return rows
+
+
+def markdown_table(rows):
+    """The summary as a markdown table, errors in percent."""
+    lines = ["| model | parameters | train error (%) | test error (%) | seconds / run |",
+             "| --- | ---: | ---: | ---: | ---: |"]
+    for row in rows:
+        lines.append(
+            f"| {row['model']} | {row['parameters']:,} "
+            f"| {row['train_error_mean']:.2f} ± {row['train_error_std']:.2f} "
+            f"| {row['test_error_mean']:.2f} ± {row['test_error_std']:.2f} "
+            f"| {row['seconds']:.2f} |")
+    return "\n".join(lines)
+
+
+CSV_FIELDS = ["model", "round", "seed", "parameters", "train_error", "test_error", "seconds",
+              "train_loss_curve", "train_error_curve", "test_error_curve"]
+
+
+def write_results(runs, rows, config, out_dir):
+    """Write results.json (config, summary, every run), results.csv (one row a run), results.md."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    settings = asdict(config)
+    settings["models"] = list(config.models)
+    (out_dir / "results.json").write_text(
+        json.dumps({"config": settings, "summary": rows, "runs": runs}, indent=1))
+    with open(out_dir / "results.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=CSV_FIELDS)
+        writer.writeheader()
+        for run in runs:  # curves go in one cell each, as JSON lists
+            writer.writerow({key: json.dumps(run[key]) if key.endswith("_curve") else run[key]
+                             for key in CSV_FIELDS})
+    (out_dir / "results.md").write_text(markdown_table(rows) + "\n")
+    return [out_dir / name for name in ("results.json", "results.csv", "results.md")]
+
+
+def default_jobs(device, rounds, n_models):
+    """One process per core on CPU (runs are single-threaded), one on CUDA."""
+    if device != "cpu":
+        return 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(cores or 1, rounds * n_models))
