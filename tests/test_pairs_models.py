@@ -1,0 +1,134 @@
+"""Models' contract and size, augmentation semantics, and that training learns."""
+
+import pytest
+import torch
+
+from minidl.pairs import MODELS, TrainConfig, build_model, count_parameters, generate_pair_sets, train_model
+from minidl.pairs.train import shift_digits, swap_pairs
+
+AUX = {"convnet_aux", "siamese_aux"}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models run fastest single-threaded (and do not fight other processes for cores)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def small_sets():
+    return generate_pair_sets(200, seed=11)
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_output_contract_and_size(name):
+    torch.manual_seed(0)
+    model = build_model(name)
+    n = count_parameters(model)
+    print(f"{name}: {n} parameters")
+    assert 60_000 <= n <= 80_000
+    assert abs(n - 70_000) <= 7_000  # within 10% of the common budget
+    model.eval()
+    logits, digits = model(torch.rand(7, 2, 14, 14))
+    assert logits.shape == (7, 2)
+    if name in AUX:
+        assert digits.shape == (7, 2, 10)
+    else:
+        assert digits is None
+    one, _ = model(torch.rand(1, 2, 14, 14))  # batch of one works in eval mode
+    assert one.shape == (1, 2)
+
+
+def test_build_model_unknown_name_lists_valid_ones():
+    with pytest.raises(ValueError, match="unknown model 'resnet'.*mlp, convnet, siamese, convnet_aux, siamese_aux"):
+        build_model("resnet")
+
+
+@pytest.mark.parametrize("name", ["siamese", "siamese_aux"])
+def test_siamese_shares_weights(name):
+    torch.manual_seed(0)
+    model = build_model(name).eval()
+    x = torch.rand(5, 2, 14, 14) * 255
+    if name == "siamese_aux":
+        _, digits = model(x)
+        _, swapped = model(x.flip(1))
+        torch.testing.assert_close(swapped, digits.flip(1))
+    # the branch sees each digit alone: changing digit b leaves digit a's branch output unchanged
+    branch = model.branch
+    y = x.clone()
+    y[:, 1] = torch.rand(5, 14, 14)
+    torch.testing.assert_close(branch(x[:, :1]), branch(y[:, :1]))
+
+
+def test_convnet_mixes_both_digits():
+    torch.manual_seed(0)
+    model = build_model("convnet").eval()
+    x = torch.rand(4, 2, 14, 14)
+    y = x.clone()
+    y[:, 1] = torch.rand(4, 14, 14)
+    assert not torch.allclose(model(x)[0], model(y)[0])
+
+
+def test_shift_digits_translates_each_digit_within_range():
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(6, 2, 14, 14) + 1  # nonzero everywhere, so the zero fill shows where it moved
+    out = shift_digits(x, 2, g)
+    assert out.shape == x.shape
+    for n in range(6):
+        for c in range(2):
+            padded = torch.nn.functional.pad(x[n, c], (2, 2, 2, 2))
+            matches = [(dy, dx) for dy in range(5) for dx in range(5)
+                       if torch.equal(padded[dy:dy + 14, dx:dx + 14], out[n, c])]
+            assert len(matches) == 1
+    assert torch.equal(shift_digits(x, 0, g), x)
+
+
+def test_swap_pairs_keeps_images_and_classes_together():
+    g = torch.Generator().manual_seed(1)
+    x = torch.arange(40.0).view(20, 2, 1, 1).expand(20, 2, 14, 14)
+    classes = torch.tensor([[i % 10, (3 * i) % 10] for i in range(20)])
+    classes[0] = torch.tensor([4, 4])  # equal digits: the swapped target stays 1
+    sx, sc = swap_pairs(x, classes, g)
+    flipped = sx[:, 0, 0, 0] != x[:, 0, 0, 0]
+    assert 0 < flipped.sum() < 20
+    assert torch.equal(sx[flipped], x[flipped].flip(1)) and torch.equal(sx[~flipped], x[~flipped])
+    assert torch.equal(sc[flipped], classes[flipped].flip(1)) and torch.equal(sc[~flipped], classes[~flipped])
+    assert sc[0].tolist() == [4, 4]
+
+
+@pytest.mark.parametrize("name", ["mlp", "convnet", "siamese_aux"])
+def test_short_training_lowers_loss_and_error(small_sets, name):
+    torch.manual_seed(0)
+    model = build_model(name)
+    config = TrainConfig(epochs=6, batch_size=50, lr=2e-3)
+    result = train_model(model, small_sets, config, seed=3)
+    assert len(result["train_loss_curve"]) == len(result["test_error_curve"]) == 6
+    assert result["train_loss_curve"][-1] < 0.9 * result["train_loss_curve"][0]
+    assert result["train_error"] == result["train_error_curve"][-1]
+    assert result["train_error"] < 0.4 and result["test_error"] < 0.45
+    assert result["seconds"] > 0
+
+
+def test_training_is_reproducible_and_leaves_global_rng(small_sets):
+    config = TrainConfig(epochs=2, curves=False)
+    results = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        model = build_model("convnet_aux")
+        state = torch.get_rng_state()
+        results.append(train_model(model, small_sets, config, seed=5))
+        assert torch.equal(state, torch.get_rng_state())
+    assert results[0]["train_loss_curve"] == results[1]["train_loss_curve"]
+    assert results[0]["test_error"] == results[1]["test_error"]
+    assert results[0]["train_error_curve"] == []  # curves=False skips per-epoch evaluation
+
+
+def test_sgd_and_unknown_optimizer(small_sets):
+    torch.manual_seed(0)
+    result = train_model(build_model("mlp"), small_sets, TrainConfig(epochs=3, optimizer="sgd", lr=0.01), seed=0)
+    assert result["train_loss_curve"][-1] < result["train_loss_curve"][0]
+    with pytest.raises(ValueError, match="unknown optimizer 'rmsprop'"):
+        train_model(build_model("mlp"), small_sets, TrainConfig(optimizer="rmsprop"))
