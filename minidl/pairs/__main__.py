@@ -46,6 +46,8 @@ def make_parser():
                    help="torch threads per process (default: cores / jobs)")
     p.add_argument("--optimizer", choices=["adam", "sgd"], default="adam")
     p.add_argument("--lr", type=positive(float), default=None, help="learning rate (default 1e-3 adam, 0.05 sgd)")
+    p.add_argument("--schedule", choices=["cosine", "constant"], default="cosine",
+                   help="learning rate: cosine annealing to zero over the epochs (default), or constant")
     p.add_argument("--batch-size", type=positive(int), default=100)
     p.add_argument("--aux-weight", type=float, default=1.0, help="weight of the auxiliary digit loss (default 1)")
     p.add_argument("--shift", type=int, choices=range(0, 4), default=1, metavar="{0..3}",
@@ -91,7 +93,7 @@ def main(argv=None):
     """Run the study, print the table, write results and plots."""
     args, parser = parse_args(argv)
     train = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                        optimizer=args.optimizer, aux_weight=args.aux_weight,
+                        optimizer=args.optimizer, cosine=args.schedule == "cosine", aux_weight=args.aux_weight,
                         normalize=not args.no_normalize, shift=args.shift, swap=not args.no_swap,
                         curves=not args.no_curves, device=args.device)
     config = StudyConfig(models=args.models, rounds=args.rounds, n_pairs=args.n_pairs, seed=args.seed,

@@ -28,7 +28,9 @@ def boxplot(runs, models, path):
 
 def learning_curves(runs, models, path):
     """Mean +- std over rounds of train loss, train error and test error per epoch."""
-    panels = [("train_loss_curve", "train loss", 1), ("train_error_curve", "train error (%)", 100),
+    from matplotlib.ticker import MaxNLocator
+
+    panels = [("train_loss_curve", "train loss (with aux term)", 1), ("train_error_curve", "train error (%)", 100),
               ("test_error_curve", "test error (%)", 100)]
     panels = [p for p in panels if runs and runs[0][p[0]]]  # error curves are optional
     fig = _figure(4.5 * len(panels), 4)
@@ -42,6 +44,7 @@ def learning_curves(runs, models, path):
             ax.plot(epochs, mean, label=name)
             ax.fill_between(epochs, mean - std, mean + std, alpha=0.2)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(label)
         if key != "train_loss_curve":
             ax.set_ylim(bottom=0)
