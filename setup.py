@@ -43,11 +43,11 @@ def _extensions():
         and CUDA_HOME is not None
         and (torch.cuda.is_available() or _flag("FORCE_CUDA"))
     )
-    cxx = ["-O3", "-fopenmp"] + (["-DMINIDL_WITH_CUDA"] if with_cuda else [])
+    cxx = ["-O3", "-fopenmp", "-ffp-contract=off"] + (["-DMINIDL_WITH_CUDA"] if with_cuda else [])
     ldflags = ["-fopenmp"]
     sanitize = os.environ.get("MINIDL_SANITIZE", "")
     if sanitize:
-        cxx = [f"-fsanitize={sanitize}", "-fno-omit-frame-pointer", "-g", "-O1", "-fopenmp"] + cxx[2:]
+        cxx = [f"-fsanitize={sanitize}", "-fno-omit-frame-pointer", "-g", "-O1", "-fopenmp"] + cxx[3:]
         ldflags += [f"-fsanitize={sanitize}"]
     extra = {"cxx": cxx}
     if with_cuda:

@@ -29,6 +29,16 @@ inline void check_shape(const at::Tensor& t, at::IntArrayRef expected, const cha
                     t.sizes());
 }
 
+// input [N, in] and weight [out, in] of one dtype and device.
+inline void check_linear(const at::Tensor& input, const at::Tensor& weight, const char* op) {
+  check_float(weight, op, "weight");
+  check_like(input, weight, op, "input", "weight");
+  check_dim(input, 2, op, "input");
+  check_dim(weight, 2, op, "weight");
+  TORCH_CHECK_VALUE(input.size(1) == weight.size(1), op, ": expected input of shape [N, ", weight.size(1),
+                    "] for weight of shape ", weight.sizes(), ", got ", input.sizes());
+}
+
 // Checks shared by every elementwise backward: grad_output must match the saved tensor.
 inline void check_elementwise_backward(const at::Tensor& grad_output, const at::Tensor& saved, const char* op,
                                        const char* saved_name) {

@@ -7,15 +7,6 @@
 
 namespace minidl {
 
-static void check_linear(const at::Tensor& input, const at::Tensor& weight, const char* op) {
-  check_float(weight, op, "weight");
-  check_like(input, weight, op, "input", "weight");
-  check_dim(input, 2, op, "input");
-  check_dim(weight, 2, op, "weight");
-  TORCH_CHECK_VALUE(input.size(1) == weight.size(1), op, ": expected input of shape [N, ", weight.size(1),
-                    "] for weight of shape ", weight.sizes(), ", got ", input.sizes());
-}
-
 at::Tensor linear_forward(const at::Tensor& input, const at::Tensor& weight, const c10::optional<at::Tensor>& bias) {
   const char* op = "minidl.linear_forward";
   check_linear(input, weight, op);

@@ -1,5 +1,5 @@
 // The schemas of every minidl op, in one place, and the Python module init of minidl._C.
-// Kernels live in linear.cpp (device-generic, ATen BLAS), cpu/*.cpp and cuda/*.cu.
+// Kernels live in linear.cpp, mlp.cpp, loss.cpp, sgd.cpp (device-generic), cpu/*.cpp and cuda/*.cu.
 #include <Python.h>
 #include <torch/library.h>
 
@@ -24,4 +24,20 @@ TORCH_LIBRARY(minidl, m) {
   m.def("relu_forward(Tensor input) -> Tensor");
   // from the saved output y: grad_output where y > 0, else 0
   m.def("relu_backward(Tensor grad_output, Tensor output) -> Tensor");
+
+  // Fused ops: a stack of Linear layers, each followed by an activation (0 none, 1 relu, 2 tanh).
+  // Forward returns every layer's output (what backward needs).
+  m.def("mlp_forward(Tensor input, Tensor[] weights, Tensor[] biases, int[] activations) -> Tensor[]");
+  // Adds into grad_weights and grad_biases; writes the input's gradient into grad_input unless it
+  // is None (then the first layer skips that product). Nothing is returned: functionalization
+  // (opcheck, torch.compile) supports ops that mutate tensor lists only when they return nothing.
+  m.def(
+      "mlp_backward(Tensor grad_output, Tensor input, Tensor[] outputs, Tensor[] weights, "
+      "Tensor(a!)[] grad_weights, Tensor(b!)[] grad_biases, int[] activations, Tensor(c!)? grad_input) -> ()");
+  // (mean((output - target)^2), 2 (output - target) / numel)
+  m.def("mse_forward(Tensor output, Tensor target) -> (Tensor, Tensor)");
+  // One SGD step of every parameter (torch.optim.SGD's arithmetic); buffers start at zero.
+  m.def(
+      "sgd_step_(Tensor(a!)[] params, Tensor[] grads, Tensor(b!)[] momentum_buffers, float lr, float momentum, "
+      "float weight_decay) -> ()");
 }

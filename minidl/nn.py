@@ -32,8 +32,7 @@ class Module:
 
     def zero_grad(self):
         """Set every gradient to zero (backward accumulates into them)."""
-        for _, grad in self.param():
-            grad.zero_()
+        _backend.ops.zero_([grad for _, grad in self.param()])
 
     def to(self, device=None, dtype=None):
         """Move parameters and gradients in place (optimizers keep seeing the same tensors); returns self."""
@@ -130,26 +129,82 @@ class Tanh(_Activation):
 
 
 class Sequential(Module):
-    """Modules applied in order; backward runs them in reverse."""
+    """Modules applied in order; backward runs them in reverse.
+
+    When the modules are Linear layers (with bias), each optionally followed by a ReLU or Tanh,
+    the whole stack runs as one fused kernel call each way (mlp_forward, mlp_backward): the same
+    arithmetic as module by module, without a kernel call per module.
+    """
+
+    _ACTIVATION_CODES = {"ReLU": 1, "Tanh": 2}
 
     def __init__(self, *modules):
         for i, m in enumerate(modules):
             if not isinstance(m, Module):
                 raise TypeError(f"Sequential: expected minidl Modules, got {type(m).__name__} at position {i}")
-        self.modules = list(modules)
+        self.modules = tuple(modules)
+        self._input = self._outputs = None
+        self._layers = self._stack_layers()
+        if self._layers is not None:
+            self._weights = [lin.weight for lin, _ in self._layers]
+            self._biases = [lin.bias for lin, _ in self._layers]
+            self._grad_weights = [lin.grad_weight for lin, _ in self._layers]
+            self._grad_biases = [lin.grad_bias for lin, _ in self._layers]
+            self._codes = [0 if act is None else self._ACTIVATION_CODES[type(act).__name__] for _, act in self._layers]
+
+    def _stack_layers(self):
+        """[(Linear, activation or None), ...] if the modules form a fusable stack, else None."""
+        layers, i, mods = [], 0, self.modules
+        while i < len(mods):
+            lin = mods[i]
+            if type(lin) is not Linear or lin.bias is None:
+                return None
+            act = mods[i + 1] if i + 1 < len(mods) and type(mods[i + 1]) in (ReLU, Tanh) else None
+            layers.append((lin, act))
+            i += 2 if act is not None else 1
+        return layers or None
 
     def forward(self, input):
-        for m in self.modules:
-            input = m.forward(input)
-        return input
+        if self._layers is None:
+            for m in self.modules:
+                input = m.forward(input)
+            return input
+        try:
+            outputs = _backend.ops.mlp_forward(input, self._weights, self._biases, self._codes)
+        except _CHECKED as e:
+            raise _fail(self, "forward", e) from None
+        self._input, self._outputs = input, outputs
+        x = input
+        for (lin, act), y in zip(self._layers, outputs):  # so that each module's own backward still works
+            lin._input = x
+            if act is not None:
+                act._output = y
+            x = y
+        return outputs[-1]
 
-    def backward(self, grad_output):
-        for m in reversed(self.modules):
-            grad_output = m.backward(grad_output)
-        return grad_output
+    def backward(self, grad_output, input_grad=True):
+        """Gradient of the input (None with input_grad=False, which skips computing it, as torch does for
+        inputs that do not require grad); parameter gradients accumulate."""
+        if self._layers is None:
+            for m in reversed(self.modules):
+                grad_output = m.backward(grad_output)
+            return grad_output
+        input = self._saved(self._input)
+        grad_input = empty(input.shape, dtype=input.dtype, device=input.device) if input_grad else None
+        try:
+            _backend.ops.mlp_backward(grad_output, input, self._outputs, self._weights, self._grad_weights,
+                                      self._grad_biases, self._codes, grad_input)
+        except _CHECKED as e:
+            raise _fail(self, "backward", e) from None
+        return grad_input
 
     def param(self):
         return [pair for m in self.modules for pair in m.param()]
+
+    def zero_grad(self):
+        if self._layers is None:
+            return super().zero_grad()
+        _backend.ops.zero_(self._grad_weights + self._grad_biases)
 
     def __getitem__(self, i):
         return self.modules[i]
@@ -165,25 +220,18 @@ class LossMSE(Module):
     """Mean of (output - target)^2 over all elements, as torch.nn.MSELoss(); backward() needs no argument."""
 
     def __init__(self):
-        self._diff = None
+        self._grad = None
 
     def forward(self, output, target):
-        if output.shape != target.shape:
-            raise ValueError(f"LossMSE.forward: expected target of shape {list(output.shape)} like output, "
-                             f"got {list(target.shape)}")
-        if not output.dtype.is_floating_point or target.dtype != output.dtype:
-            raise TypeError(f"LossMSE.forward: expected a floating output and a target of the same dtype, "
-                            f"got output {output.dtype} and target {target.dtype}")
-        if output.device != target.device:
-            raise RuntimeError(f"LossMSE.forward: expected target on {output.device} like output, "
-                               f"got {target.device}")
-        self._diff = output.sub(target)
-        return self._diff.square().mean()
+        try:
+            loss, self._grad = _backend.ops.mse_forward(output, target)
+        except _CHECKED as e:
+            raise _fail(self, "forward", e) from None
+        return loss
 
     def backward(self, *gradwrtoutput):
-        diff = self._saved(self._diff)
-        scale = 2.0 / max(diff.numel(), 1)
-        grad = diff.mul(scale)
-        for g in gradwrtoutput:  # an upstream gradient of the (scalar) loss, if given
-            grad.mul_(g)
+        """d loss / d output, computed with the loss; times the upstream gradient of the loss if one is given."""
+        grad = self._saved(self._grad)
+        for g in gradwrtoutput:
+            grad = grad.mul(g)
         return grad

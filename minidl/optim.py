@@ -1,9 +1,12 @@
 """SGD with momentum and weight decay, step for step the same as torch.optim.SGD."""
+from torch import empty
+
+from . import backend as _backend
 from . import nn as _nn
 
 
 class SGD:
-    """p -= lr * v, where v = momentum * v + (g + weight_decay * p) (v = g + weight_decay * p at the first step)."""
+    """p -= lr * v, where v = momentum * v + (g + weight_decay * p), v starting at zero (v = d without momentum)."""
 
     def __init__(self, params, lr, momentum=0.0, weight_decay=0.0):
         if isinstance(params, _nn.Module):
@@ -24,21 +27,20 @@ class SGD:
         if not weight_decay >= 0:
             raise ValueError(f"SGD: expected weight_decay >= 0, got {weight_decay!r}")
         self.lr, self.momentum, self.weight_decay = lr, momentum, weight_decay
-        self.buffers = [None] * len(self.params)
+        self._tensors = [p for p, _ in self.params]
+        self._grads = [g for _, g in self.params]
+        self.buffers = []  # momentum buffers, made at the first step (after any Module.to)
 
     def step(self):
-        """Update every parameter from its gradient."""
-        for i, (p, g) in enumerate(self.params):
-            d = g.add(p, alpha=self.weight_decay) if self.weight_decay else g
-            if self.momentum:
-                if self.buffers[i] is None:
-                    self.buffers[i] = d.clone()
-                else:
-                    self.buffers[i].mul_(self.momentum).add_(d)
-                d = self.buffers[i]
-            p.add_(d, alpha=-self.lr)
+        """Update every parameter from its gradient, in one kernel call."""
+        if self.momentum and not self.buffers:
+            self.buffers = [empty(p.shape, dtype=p.dtype, device=p.device).zero_() for p in self._tensors]
+        try:
+            _backend.ops.sgd_step_(self._tensors, self._grads, self.buffers, self.lr, self.momentum,
+                                   self.weight_decay)
+        except (RuntimeError, ValueError, TypeError) as e:
+            raise type(e)(f"SGD.step: {e}") from None
 
     def zero_grad(self):
         """Set every gradient to zero."""
-        for _, g in self.params:
-            g.zero_()
+        _backend.ops.zero_(self._grads)

@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from conftest import require_cpp
+from minidl.kernels import python as python_kernels
 
 TOL = {torch.float64: dict(rtol=1e-12, atol=1e-12), torch.float32: dict(rtol=1e-5, atol=1e-6)}
 LINEAR_SHAPES = [(1, 1, 1), (1, 25, 25), (7, 3, 5), (100, 2, 25), (33, 17, 9)]
@@ -154,6 +155,17 @@ def _opcheck_cases(device):
         for name in ("tanh", "relu"):
             cases.append((f"{name}_forward", (x.t(),)))
             cases.append((f"{name}_backward", (gy, torch.randn_like(gy))))
+        w2, b2 = torch.randn(2, 4, dtype=dtype, device=device), torch.randn(2, dtype=dtype, device=device)
+        outs = python_kernels.mlp_forward(x, [w, w2], [b, b2], [2, 1])
+        gws, gbs = [torch.zeros_like(w), torch.zeros_like(w2)], [torch.zeros_like(b), torch.zeros_like(b2)]
+        cases += [
+            ("mlp_forward", (x, [w, w2], [b, b2], [2, 1])),
+            ("mlp_backward", (torch.randn_like(outs[1]), x, outs, [w, w2], gws, gbs, [2, 1], torch.empty_like(x))),
+            ("mlp_backward", (torch.randn_like(outs[1]), x, outs, [w, w2], gws, gbs, [2, 1], None)),
+            ("mse_forward", (gy, torch.randn_like(gy))),
+            ("sgd_step_", ([w.clone(), b.clone()], [w, b], [torch.zeros_like(w), torch.zeros_like(b)], 0.1, 0.9, 0.01)),
+            ("sgd_step_", ([w.clone(), b.clone()], [w, b], [], 0.1, 0.0, 0.0)),
+        ]
     return cases
 
 

@@ -10,12 +10,9 @@
 #include <cstring>
 
 #include "../checks.h"
+#include "../clones.h"
+#include "activations.h"
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
-#define MINIDL_CLONES __attribute__((target_clones("arch=haswell", "default")))
-#else
-#define MINIDL_CLONES
-#endif
 
 namespace minidl {
 namespace {
@@ -87,17 +84,39 @@ MINIDL_CLONES void relu_backward_loop(const T* g, const T* y, T* out, int64_t n)
   for (int64_t i = 0; i < n; ++i) out[i] = y[i] <= T(0) ? T(0) : g[i];
 }
 
+// y = f(x) elementwise over contiguous CPU tensors of the same dtype; y may be x itself.
+template <typename Loop>
+void apply_unary(const at::Tensor& x, at::Tensor& y, Loop loop) {
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "minidl_unary", [&] {
+    const scalar_t* xp = x.const_data_ptr<scalar_t>();
+    scalar_t* yp = y.mutable_data_ptr<scalar_t>();
+    at::parallel_for(0, x.numel(), kGrain, [&](int64_t b, int64_t e) { loop(xp + b, yp + b, e - b); });
+  });
+}
+
+// out = f(g, s) elementwise over contiguous CPU tensors; out may be g itself.
+template <typename Loop>
+void apply_binary(const at::Tensor& g, const at::Tensor& s, at::Tensor& out, Loop loop) {
+  AT_DISPATCH_FLOATING_TYPES(s.scalar_type(), "minidl_binary", [&] {
+    const scalar_t* gp = g.const_data_ptr<scalar_t>();
+    const scalar_t* sp = s.const_data_ptr<scalar_t>();
+    scalar_t* outp = out.mutable_data_ptr<scalar_t>();
+    at::parallel_for(0, s.numel(), kGrain, [&](int64_t b, int64_t e) { loop(gp + b, sp + b, outp + b, e - b); });
+  });
+}
+
+const auto kTanh = [](auto* x, auto* y, int64_t n) { tanh_loop(x, y, n); };
+const auto kRelu = [](auto* x, auto* y, int64_t n) { relu_loop(x, y, n); };
+const auto kTanhBackward = [](auto* g, auto* y, auto* o, int64_t n) { tanh_backward_loop(g, y, o, n); };
+const auto kReluBackward = [](auto* g, auto* y, auto* o, int64_t n) { relu_backward_loop(g, y, o, n); };
+
 template <typename Loop>
 at::Tensor unary(const at::Tensor& input, const char* op, Loop loop) {
   check_float(input, op, "input");
   TORCH_CHECK(input.device().is_cpu(), op, ": CPU kernel got a tensor on ", input.device());
   at::Tensor x = input.contiguous();
   at::Tensor y = at::empty_like(x, at::MemoryFormat::Contiguous);
-  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "minidl_unary", [&] {
-    const scalar_t* xp = x.const_data_ptr<scalar_t>();
-    scalar_t* yp = y.mutable_data_ptr<scalar_t>();
-    at::parallel_for(0, x.numel(), kGrain, [&](int64_t b, int64_t e) { loop(xp + b, yp + b, e - b); });
-  });
+  apply_unary(x, y, loop);
   return y;
 }
 
@@ -108,35 +127,37 @@ at::Tensor binary_backward(const at::Tensor& grad_output, const at::Tensor& save
   at::Tensor g = grad_output.contiguous();
   at::Tensor s = saved.contiguous();
   at::Tensor out = at::empty_like(s, at::MemoryFormat::Contiguous);
-  AT_DISPATCH_FLOATING_TYPES(s.scalar_type(), "minidl_binary_backward", [&] {
-    const scalar_t* gp = g.const_data_ptr<scalar_t>();
-    const scalar_t* sp = s.const_data_ptr<scalar_t>();
-    scalar_t* op_ = out.mutable_data_ptr<scalar_t>();
-    at::parallel_for(0, s.numel(), kGrain, [&](int64_t b, int64_t e) { loop(gp + b, sp + b, op_ + b, e - b); });
-  });
+  apply_binary(g, s, out, loop);
   return out;
 }
 
 }  // namespace
 
-at::Tensor tanh_forward_cpu(const at::Tensor& input) {
-  return unary(input, "minidl.tanh_forward", [](auto* x, auto* y, int64_t n) { tanh_loop(x, y, n); });
-}
+at::Tensor tanh_forward_cpu(const at::Tensor& input) { return unary(input, "minidl.tanh_forward", kTanh); }
 
 at::Tensor tanh_backward_cpu(const at::Tensor& grad_output, const at::Tensor& output) {
-  return binary_backward(grad_output, output, "minidl.tanh_backward",
-                         [](auto* g, auto* y, auto* o, int64_t n) { tanh_backward_loop(g, y, o, n); });
+  return binary_backward(grad_output, output, "minidl.tanh_backward", kTanhBackward);
 }
 
-at::Tensor relu_forward_cpu(const at::Tensor& input) {
-  return unary(input, "minidl.relu_forward", [](auto* x, auto* y, int64_t n) { relu_loop(x, y, n); });
-}
+at::Tensor relu_forward_cpu(const at::Tensor& input) { return unary(input, "minidl.relu_forward", kRelu); }
 
 at::Tensor relu_backward_cpu(const at::Tensor& grad_output, const at::Tensor& output) {
-  return binary_backward(grad_output, output, "minidl.relu_backward",
-                         [](auto* g, auto* y, auto* o, int64_t n) { relu_backward_loop(g, y, o, n); });
+  return binary_backward(grad_output, output, "minidl.relu_backward", kReluBackward);
 }
 
+namespace cpu {
+
+void activation_out(const at::Tensor& x, at::Tensor& y, Activation act) {
+  if (act == Activation::Tanh) apply_unary(x, y, kTanh);
+  if (act == Activation::Relu) apply_unary(x, y, kRelu);
+}
+
+void activation_backward_out(const at::Tensor& grad, const at::Tensor& y, at::Tensor& out, Activation act) {
+  if (act == Activation::Tanh) apply_binary(grad, y, out, kTanhBackward);
+  if (act == Activation::Relu) apply_binary(grad, y, out, kReluBackward);
+}
+
+}  // namespace cpu
 }  // namespace minidl
 
 TORCH_LIBRARY_IMPL(minidl, CPU, m) {

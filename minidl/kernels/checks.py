@@ -58,3 +58,68 @@ def check_elementwise_backward(grad_output, output, op):
     check_float(output, op, "output")
     check_like(grad_output, output, op, "grad_output", "output")
     check_shape(grad_output, output.shape, op, "grad_output")
+
+
+def check_stack(input, weights, biases, activations, op):
+    """The checks of a fused stack of Linear layers (mlp_forward, mlp_backward)."""
+    if not weights:
+        raise ValueError(f"{op}: expected at least one layer")
+    if len(biases) != len(weights) or len(activations) != len(weights):
+        raise ValueError(f"{op}: expected as many biases and activations as weights ({len(weights)}), got "
+                         f"{len(biases)} biases and {len(activations)} activations")
+    _check_linear(input, weights[0], f"{op} (layer 0)")
+    for i, (w, b, a) in enumerate(zip(weights, biases, activations)):
+        name = f"{op} (layer {i})"
+        check_float(w, name, "weight")
+        check_like(w, weights[0], name, "weight", "the first weight")
+        check_dim(w, 2, name, "weight")
+        if i > 0 and w.shape[1] != weights[i - 1].shape[0]:
+            raise ValueError(f"{name}: expected weight of shape [*, {weights[i - 1].shape[0]}] after a layer of "
+                             f"{weights[i - 1].shape[0]} outputs, got {list(w.shape)}")
+        check_like(b, w, name, "bias", "weight")
+        check_shape(b, [w.shape[0]], name, "bias")
+        if a not in (0, 1, 2):
+            raise ValueError(f"{name}: expected activation codes 0 (none), 1 (relu) or 2 (tanh), got {a}")
+
+
+def check_mlp_backward(grad_output, input, outputs, weights, grad_weights, grad_biases, activations, grad_input):
+    op = "minidl.mlp_backward"
+    check_stack(input, weights, grad_biases, activations, op)
+    n = len(weights)
+    if len(outputs) != n or len(grad_weights) != n:
+        raise ValueError(f"{op}: expected {n} outputs and grad_weights, got {len(outputs)} and {len(grad_weights)}")
+    for i, (y, w, gw) in enumerate(zip(outputs, weights, grad_weights)):
+        name = f"{op} (layer {i})"
+        check_like(y, w, name, "output", "weight")
+        check_shape(y, [input.shape[0], w.shape[0]], name, "output")
+        check_like(gw, w, name, "grad_weight", "weight")
+        check_shape(gw, w.shape, name, "grad_weight")
+    check_like(grad_output, weights[-1], op, "grad_output", "the last weight")
+    check_shape(grad_output, outputs[-1].shape, op, "grad_output")
+    if grad_input is not None:
+        check_like(grad_input, weights[0], op, "grad_input", "the first weight")
+        check_shape(grad_input, input.shape, op, "grad_input")
+
+
+def check_mse(output, target):
+    op = "minidl.mse_forward"
+    check_float(output, op, "output")
+    check_like(target, output, op, "target", "output")
+    check_shape(target, output.shape, op, "target")
+
+
+def check_sgd(params, grads, momentum_buffers, momentum):
+    op = "minidl.sgd_step_"
+    if len(grads) != len(params):
+        raise ValueError(f"{op}: expected as many grads as params ({len(params)}), got {len(grads)}")
+    if momentum and len(momentum_buffers) != len(params):
+        raise ValueError(f"{op}: expected as many momentum_buffers as params ({len(params)}), "
+                         f"got {len(momentum_buffers)}")
+    for i, (p, g) in enumerate(zip(params, grads)):
+        name = f"{op} (parameter {i})"
+        check_float(p, name, "param")
+        check_like(g, p, name, "grad", "param")
+        check_shape(g, p.shape, name, "grad")
+        if momentum:
+            check_like(momentum_buffers[i], p, name, "momentum_buffer", "param")
+            check_shape(momentum_buffers[i], p.shape, name, "momentum_buffer")

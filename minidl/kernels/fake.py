@@ -4,7 +4,8 @@ They check their inputs like the real kernels, so a mistake is caught while trac
 """
 import torch
 
-from .checks import check_elementwise_backward, check_float, check_linear_backward, check_linear_forward
+from .checks import (check_elementwise_backward, check_float, check_linear_backward, check_linear_forward,
+                     check_mlp_backward, check_mse, check_sgd, check_stack)
 
 
 @torch.library.register_fake("minidl::linear_forward")
@@ -33,3 +34,25 @@ def _register_activation(name):
 
 for _name in ("tanh", "relu"):
     _register_activation(_name)
+
+
+@torch.library.register_fake("minidl::mlp_forward")
+def _mlp_forward(input, weights, biases, activations):
+    check_stack(input, weights, biases, activations, "minidl.mlp_forward")
+    return [input.new_empty((input.shape[0], w.shape[0])) for w in weights]
+
+
+@torch.library.register_fake("minidl::mlp_backward")
+def _mlp_backward(grad_output, input, outputs, weights, grad_weights, grad_biases, activations, grad_input):
+    check_mlp_backward(grad_output, input, outputs, weights, grad_weights, grad_biases, activations, grad_input)
+
+
+@torch.library.register_fake("minidl::mse_forward")
+def _mse_forward(output, target):
+    check_mse(output, target)
+    return output.new_empty(()), torch.empty_like(output, memory_format=torch.contiguous_format)
+
+
+@torch.library.register_fake("minidl::sgd_step_")
+def _sgd_step_(params, grads, momentum_buffers, lr, momentum, weight_decay):
+    check_sgd(params, grads, momentum_buffers, momentum)

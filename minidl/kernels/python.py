@@ -1,7 +1,8 @@
 """The kernel interface in pure Python: tensor methods only, and no torch import but `empty` (the course rule)."""
 from torch import empty  # noqa: F401  (the one import the course allows; kernels use tensor methods)
 
-from .checks import check_elementwise_backward, check_float, check_linear_backward, check_linear_forward
+from .checks import (check_elementwise_backward, check_float, check_linear_backward, check_linear_forward,
+                     check_mlp_backward, check_mse, check_sgd, check_stack)
 
 
 def linear_forward(input, weight, bias):
@@ -43,3 +44,59 @@ def relu_backward(grad_output, output):
     """grad_output where y > 0, else 0 (where y is NaN the gradient passes, as in torch)."""
     check_elementwise_backward(grad_output, output, "minidl.relu_backward")
     return grad_output.masked_fill(output.le(0), 0)
+
+
+def mlp_forward(input, weights, biases, activations):
+    """A stack of Linear layers, each followed by an activation (0 none, 1 relu, 2 tanh); every layer's output."""
+    check_stack(input, weights, biases, activations, "minidl.mlp_forward")
+    outputs, x = [], input
+    for w, b, a in zip(weights, biases, activations):
+        x = b.addmm(x, w.t())
+        if a == 1:
+            x.clamp_(min=0)
+        elif a == 2:
+            x.tanh_()
+        outputs.append(x)
+    return outputs
+
+
+def mlp_backward(grad_output, input, outputs, weights, grad_weights, grad_biases, activations, grad_input):
+    """Add every layer's gradients into grad_weights and grad_biases; write the input's into grad_input (if not None)."""
+    check_mlp_backward(grad_output, input, outputs, weights, grad_weights, grad_biases, activations, grad_input)
+    g = grad_output
+    for k in reversed(range(len(weights))):
+        y, a = outputs[k], activations[k]
+        if a == 1:
+            g = g.masked_fill(y.le(0), 0)
+        elif a == 2:
+            g = y.mul(y).neg_().add_(1).mul_(g)
+        grad_weights[k].addmm_(g.t(), outputs[k - 1] if k > 0 else input)
+        grad_biases[k].add_(g.sum(0))
+        if k > 0:
+            g = g.mm(weights[k])
+        elif grad_input is not None:
+            grad_input.copy_(g.mm(weights[0]))
+
+
+def mse_forward(output, target):
+    """(mean((output - target)^2), 2 (output - target) / numel)."""
+    check_mse(output, target)
+    diff = output.sub(target)
+    loss = diff.square().mean()
+    return loss, diff.mul_(2.0 / max(diff.numel(), 1))
+
+
+def sgd_step_(params, grads, momentum_buffers, lr, momentum, weight_decay):
+    """One step of torch.optim.SGD's arithmetic for every parameter; momentum buffers start at zero."""
+    check_sgd(params, grads, momentum_buffers, momentum)
+    for i, (p, g) in enumerate(zip(params, grads)):
+        d = g.add(p, alpha=weight_decay) if weight_decay else g
+        if momentum:
+            d = momentum_buffers[i].mul_(momentum).add_(d)
+        p.add_(d, alpha=-lr)
+
+
+def zero_(tensors):
+    """Set every tensor to zero."""
+    for t in tensors:
+        t.zero_()

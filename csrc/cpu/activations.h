@@ -1,0 +1,16 @@
+// CPU activations into a given (possibly the same) tensor, for the fused ops: contiguous tensors, no checks.
+#pragma once
+#include <ATen/ATen.h>
+
+#include "../activation.h"
+
+namespace minidl {
+namespace cpu {
+
+// y = act(x); y may be x.
+void activation_out(const at::Tensor& x, at::Tensor& y, Activation act);
+// out = grad * act'(from the saved output y); out may be grad.
+void activation_backward_out(const at::Tensor& grad, const at::Tensor& y, at::Tensor& out, Activation act);
+
+}  // namespace cpu
+}  // namespace minidl

@@ -1,0 +1,75 @@
+// One SGD step over every parameter in one call, the same arithmetic as torch.optim.SGD:
+// d = g + weight_decay * p;  v = momentum * v + d (v starts at 0);  p -= lr * v  (or lr * d without momentum).
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <cmath>
+#include <string>
+
+#include "checks.h"
+#include "clones.h"
+
+namespace minidl {
+namespace {
+
+// std::fma where ATen's add(alpha=...) fuses the multiply-add, so that the results equal
+// torch.optim.SGD's bit for bit.
+template <typename T>
+MINIDL_CLONES void sgd_loop(T* p, const T* g, T* v, int64_t n, T lr, T momentum, T weight_decay) {
+  for (int64_t i = 0; i < n; ++i) {
+    T d = weight_decay != T(0) ? std::fma(weight_decay, p[i], g[i]) : g[i];
+    if (v != nullptr) {
+      v[i] = v[i] * momentum + d;
+      d = v[i];
+    }
+    p[i] = std::fma(-lr, d, p[i]);
+  }
+}
+
+}  // namespace
+
+void sgd_step_(at::TensorList params, at::TensorList grads, at::TensorList momentum_buffers, double lr,
+               double momentum, double weight_decay) {
+  const char* op = "minidl.sgd_step_";
+  const bool use_momentum = momentum != 0.0;
+  TORCH_CHECK_VALUE(grads.size() == params.size(), op, ": expected as many grads as params (", params.size(),
+                    "), got ", grads.size());
+  TORCH_CHECK_VALUE(!use_momentum || momentum_buffers.size() == params.size(), op,
+                    ": expected as many momentum_buffers as params (", params.size(), "), got ",
+                    momentum_buffers.size());
+  for (size_t i = 0; i < params.size(); ++i) {
+    const std::string name = std::string(op) + " (parameter " + std::to_string(i) + ")";
+    at::Tensor p = params[i];
+    check_float(p, name.c_str(), "param");
+    check_like(grads[i], p, name.c_str(), "grad", "param");
+    check_shape(grads[i], p.sizes(), name.c_str(), "grad");
+    at::Tensor v;
+    if (use_momentum) {
+      v = momentum_buffers[i];
+      check_like(v, p, name.c_str(), "momentum_buffer", "param");
+      check_shape(v, p.sizes(), name.c_str(), "momentum_buffer");
+    }
+    const bool direct = p.is_cpu() && p.is_contiguous() && grads[i].is_contiguous() && (!use_momentum || v.is_contiguous());
+    if (!direct) {  // any device, any strides: the same arithmetic through ATen
+      at::Tensor d = weight_decay != 0.0 ? grads[i].add(p, weight_decay) : grads[i];
+      if (use_momentum) d = v.mul_(momentum).add_(d);
+      p.add_(d, -lr);
+      continue;
+    }
+    AT_DISPATCH_FLOATING_TYPES(p.scalar_type(), "minidl_sgd", [&] {
+      scalar_t* pp = p.mutable_data_ptr<scalar_t>();
+      const scalar_t* gp = grads[i].const_data_ptr<scalar_t>();
+      scalar_t* vp = use_momentum ? v.mutable_data_ptr<scalar_t>() : nullptr;
+      at::parallel_for(0, p.numel(), 32768, [&](int64_t b, int64_t e) {
+        sgd_loop(pp + b, gp + b, vp ? vp + b : nullptr, e - b, static_cast<scalar_t>(lr),
+                 static_cast<scalar_t>(momentum), static_cast<scalar_t>(weight_decay));
+      });
+    });
+  }
+}
+
+}  // namespace minidl
+
+TORCH_LIBRARY_IMPL(minidl, CPU, m) { m.impl("sgd_step_", &minidl::sgd_step_); }
+TORCH_LIBRARY_IMPL(minidl, CUDA, m) { m.impl("sgd_step_", &minidl::sgd_step_); }

@@ -1,0 +1,172 @@
+"""The fused kernels (a whole Linear stack, MSE, SGD) against the unfused path and torch.autograd."""
+import pytest
+import torch
+
+import minidl as dl
+from minidl import backend
+
+from conftest import require_cpp
+
+STACKS = {
+    "disk": ([2, 25, 25, 25, 2], [1, 1, 1, 0]),
+    "tanh-out": ([5, 7, 3], [2, 2]),
+    "one-layer": ([4, 3], [0]),
+    "mixed": ([6, 9, 1, 4], [2, 0, 1]),
+}
+
+
+def _stack(sizes, codes, dtype, device):
+    acts = {0: None, 1: dl.ReLU, 2: dl.Tanh}
+    mods = []
+    for fin, fout, c in zip(sizes, sizes[1:], codes):
+        mods.append(dl.Linear(fin, fout, dtype=dtype, device=device))
+        if acts[c]:
+            mods.append(acts[c]())
+    return mods
+
+
+def _torch_twin(mods):
+    ref = []
+    for m in mods:
+        if isinstance(m, dl.Linear):
+            lin = torch.nn.Linear(m.in_features, m.out_features, dtype=m.weight.dtype, device=m.weight.device)
+            with torch.no_grad():
+                lin.weight.copy_(m.weight)
+                lin.bias.copy_(m.bias)
+            ref.append(lin)
+        else:
+            ref.append(torch.nn.ReLU() if isinstance(m, dl.ReLU) else torch.nn.Tanh())
+    return torch.nn.Sequential(*ref)
+
+
+@pytest.mark.parametrize("stack", list(STACKS))
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("batch", [1, 17])
+def test_fused_sequential_matches_autograd(backend_name, device, stack, dtype, batch):
+    torch.manual_seed(9)
+    sizes, codes = STACKS[stack]
+    net = dl.Sequential(*_stack(sizes, codes, dtype, device))
+    assert net._layers is not None  # takes the fused path
+    ref = _torch_twin(net.modules)
+    x = torch.randn(batch, sizes[0], dtype=dtype, device=device).t().contiguous().t()  # non-contiguous if batch > 1
+    gy = torch.randn(batch, sizes[-1], dtype=dtype, device=device)
+    y = net.forward(x)
+    gx = net.backward(gy)
+    xr = x.clone().requires_grad_()
+    with torch.enable_grad():
+        yr = ref(xr)
+        yr.backward(gy)
+    tol = dict(rtol=1e-12, atol=1e-12) if dtype == torch.float64 else dict(rtol=2e-5, atol=2e-6)
+    torch.testing.assert_close(y, yr.detach(), **tol)
+    torch.testing.assert_close(gx, xr.grad, **tol)
+    for (_, g), p in zip(net.param(), ref.parameters()):
+        torch.testing.assert_close(g, p.grad, **tol)
+
+
+@pytest.mark.parametrize("stack", list(STACKS))
+def test_fused_equals_module_by_module(backend_name, device, stack):
+    """The fused stack and the same modules run one by one give the same outputs and gradients."""
+    torch.manual_seed(10)
+    sizes, codes = STACKS[stack]
+    mods = _stack(sizes, codes, torch.float64, device)
+    fused = dl.Sequential(*mods)
+    x = torch.randn(8, sizes[0], dtype=torch.float64, device=device)
+    gy = torch.randn(8, sizes[-1], dtype=torch.float64, device=device)
+    y1 = fused.forward(x)
+    gx1 = fused.backward(gy)
+    g1 = [g.clone() for _, g in fused.param()]
+    fused.zero_grad()
+    y2 = x
+    for m in mods:
+        y2 = m.forward(y2)
+    gx2 = gy
+    for m in reversed(mods):
+        gx2 = m.backward(gx2)
+    torch.testing.assert_close(y1, y2, rtol=1e-14, atol=1e-15)
+    torch.testing.assert_close(gx1, gx2, rtol=1e-14, atol=1e-15)
+    for a, (_, b) in zip(g1, fused.param()):
+        torch.testing.assert_close(a, b, rtol=1e-14, atol=1e-15)
+
+
+def test_input_grad_false_skips_the_input_gradient(backend_name):
+    net = dl.Sequential(*_stack([3, 4, 2], [1, 0], torch.float64, "cpu"))
+    x, gy = torch.randn(5, 3, dtype=torch.float64), torch.randn(5, 2, dtype=torch.float64)
+    net.forward(x)
+    full = net.backward(gy)
+    grads = [g.clone() for _, g in net.param()]
+    net.zero_grad()
+    net.forward(x)
+    assert full is not None and net.backward(gy, input_grad=False) is None
+    for a, (_, b) in zip(grads, net.param()):
+        assert torch.equal(a, b)
+
+
+def test_module_backward_still_works_after_a_fused_forward(backend_name):
+    net = dl.Sequential(*_stack([3, 4, 2], [2, 0], torch.float64, "cpu"))
+    x = torch.randn(5, 3, dtype=torch.float64)
+    net.forward(x)
+    g_last = net[2].backward(torch.ones(5, 2, dtype=torch.float64))  # the last Linear on its own
+    torch.testing.assert_close(g_last, torch.ones(5, 2, dtype=torch.float64) @ net[2].weight)
+    assert torch.equal(net[0]._input, x)
+
+
+def test_unfusable_sequences_run_module_by_module(backend_name):
+    torch.manual_seed(11)
+    for mods in ([dl.ReLU(), dl.Linear(3, 2)], [dl.Linear(3, 4, bias=False), dl.Tanh(), dl.Linear(4, 2)],
+                 [dl.Linear(3, 4), dl.ReLU(), dl.Tanh(), dl.Linear(4, 2)], [dl.Sequential(dl.Linear(3, 3)), dl.Linear(3, 2)]):
+        net = dl.Sequential(*mods)
+        assert net._layers is None
+        x = torch.randn(6, 3)
+        y = net.forward(x)
+        assert y.shape == (6, 2) and net.backward(torch.ones_like(y)).shape == (6, 3)
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (100, 2), (3, 5, 7), (70000,)])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_mse_forward_matches_torch(ops, device, shape, dtype):
+    torch.manual_seed(12)
+    o = torch.randn(*shape, dtype=dtype, device=device)
+    t = torch.randn(*shape, dtype=dtype, device=device)
+    loss, grad = ops.mse_forward(o, t)
+    orr = o.clone().requires_grad_()
+    with torch.enable_grad():
+        ref = torch.nn.functional.mse_loss(orr, t)
+        ref.backward()
+    tol = dict(rtol=1e-12, atol=0) if dtype == torch.float64 else dict(rtol=1e-5, atol=0)
+    assert loss.shape == () and loss.dtype == dtype
+    torch.testing.assert_close(loss, ref.detach(), **tol)
+    torch.testing.assert_close(grad, orr.grad, **tol)
+
+
+def test_sgd_kernel_equals_fallback_bit_for_bit(device):
+    require_cpp()
+    from minidl.kernels import cpp, python
+
+    torch.manual_seed(13)
+    shapes = [(25, 2), (25,), (3, 4, 5)]
+    runs = []
+    for k in (cpp, python):
+        torch.manual_seed(14)
+        ps = [torch.randn(s, dtype=torch.float32, device=device) for s in shapes]
+        gs = [torch.randn(s, dtype=torch.float32, device=device) for s in shapes]
+        vs = [torch.zeros(s, dtype=torch.float32, device=device) for s in shapes]
+        for _ in range(3):
+            k.sgd_step_(ps, gs, vs, 0.1, 0.9, 0.01)
+        runs.append(ps + vs)
+    for a, b in zip(*runs):
+        assert torch.equal(a, b)
+
+
+def test_fused_bad_input_names_the_sequential(backend_name):
+    net = dl.Sequential(dl.Linear(2, 25), dl.ReLU(), dl.Linear(25, 2))
+    with pytest.raises(ValueError, match=r"Sequential\(Linear\(2, 25.*forward.*layer 0.*\[N, 2\].*got \[4, 3\]"):
+        net.forward(torch.rand(4, 3))
+    net.forward(torch.rand(4, 2))
+    with pytest.raises(ValueError, match=r"Sequential\(.*backward.*grad_output of shape \[4, 2\], got \[4, 3\]"):
+        net.backward(torch.rand(4, 3))
+    with pytest.raises(RuntimeError, match=r"Sequential\(.*backward: called before forward"):
+        dl.Sequential(dl.Linear(2, 2)).backward(torch.rand(1, 2))
+    with pytest.raises(ValueError, match=r"SGD.step.*minidl.sgd_step_ \(parameter 0\).*grad of shape \[2, 2\]"):
+        opt = dl.SGD([(torch.rand(2, 2), torch.rand(2, 2))], lr=0.1)
+        opt._grads[0] = torch.rand(3)
+        opt.step()
