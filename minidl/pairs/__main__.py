@@ -45,7 +45,7 @@ def make_parser():
     p.add_argument("--threads", type=positive(int), default=None,
                    help="torch threads per process (default: cores / jobs)")
     p.add_argument("--optimizer", choices=["adam", "sgd"], default="adam")
-    p.add_argument("--lr", type=positive(float), default=None, help="learning rate (default 1e-3 adam, 0.05 sgd)")
+    p.add_argument("--lr", type=positive(float), default=None, help="learning rate (default 5e-3 adam, 0.05 sgd)")
     p.add_argument("--schedule", choices=["cosine", "constant"], default="cosine",
                    help="learning rate: cosine annealing to zero over the epochs (default), or constant")
     p.add_argument("--batch-size", type=positive(int), default=100)
@@ -80,7 +80,7 @@ def parse_args(argv=None):
     elif args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: no CUDA device available")
     if args.lr is None:
-        args.lr = 1e-3 if args.optimizer == "adam" else 0.05
+        args.lr = 5e-3 if args.optimizer == "adam" else 0.05
     if args.jobs is None:
         args.jobs = default_jobs(args.device, args.rounds, len(args.models))
     if args.threads is None:

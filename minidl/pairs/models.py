@@ -61,20 +61,16 @@ class ConvNet(nn.Module):
 
 
 class Siamese(nn.Module):
-    """One digit branch applied to both images (weight sharing), then a comparison head.
-
-    Without aux the branch emits 10 free features and an MLP head compares them. With aux the 10
-    outputs are digit logits (trained by the auxiliary loss) and the head reads the joint
-    distribution p(a) p(b)^T of the two softmaxes, from which P(a <= b) is a linear function.
-    """
+    """One digit branch applied to both images (weight sharing), then a comparison head."""
 
     def __init__(self, aux=False, hidden=180, dropout=0.2):
         super().__init__()
         self.aux = aux
         self.branch = nn.Sequential(conv_trunk(1, hidden, dropout), nn.Linear(hidden, 10))
         if aux:
+            # the branch outputs are digit logits; P(a <= b) is linear in the joint p(a) p(b)^T
             self.head = nn.Linear(10 * 10, 2)
-        else:
+        else:  # 10 free features per digit, compared by a small MLP
             self.head = nn.Sequential(nn.Linear(20, 64), nn.ReLU(), nn.Linear(64, 2))
 
     def forward(self, x):

@@ -13,7 +13,7 @@ class TrainConfig:
 
     epochs: int = 25
     batch_size: int = 100
-    lr: float = 1e-3
+    lr: float = 5e-3  # with the cosine schedule; chosen on validation pairs drawn from the train split
     optimizer: str = "adam"  # or "sgd" (with momentum 0.9)
     cosine: bool = True  # anneal the learning rate to zero along a cosine over the epochs
     aux_weight: float = 1.0  # weight of the digit cross-entropy for models with digit logits
@@ -34,7 +34,7 @@ def make_optimizer(model, config):
 
 
 def shift_digits(x, max_shift, generator):
-    """Translate each 14x14 digit independently by up to max_shift pixels, filling with zeros (raw background)."""
+    """Translate each digit independently by up to max_shift pixels, filling with zeros (background)."""
     n, c, h, w = x.shape
     windows = F.pad(x, (max_shift,) * 4).unfold(2, h, 1).unfold(3, w, 1)  # n, c, dy, dx, h, w view
     dy, dx = torch.randint(0, 2 * max_shift + 1, (2, n, c), generator=generator).to(x.device)
@@ -62,11 +62,7 @@ def errors(model, x, target, batch_size=1000):
 
 
 def train_model(model, data, config, seed=0, progress=None):
-    """Train MODEL on DATA (the 6-tuple of generate_pair_sets); return a dict of figures and curves.
-
-    Seeds shuffling and augmentation from SEED with a local generator and dropout via a forked
-    global RNG, so runs are reproducible and the caller's RNG state is left alone.
-    """
+    """Train MODEL on DATA (the 6-tuple of generate_pair_sets); return a dict of figures and curves."""
     device = torch.device(config.device)
     train_x, train_y, train_c, test_x, test_y, _ = (t.to(device) for t in data)
     mean, std = (train_x.mean(), train_x.std()) if config.normalize else (0.0, 1.0)
@@ -79,7 +75,7 @@ def train_model(model, data, config, seed=0, progress=None):
     curves = {"train_loss_curve": [], "train_error_curve": [], "test_error_curve": []}
     devices = [device.index or 0] if device.type == "cuda" else []
     start = time.perf_counter()
-    with torch.random.fork_rng(devices=devices):
+    with torch.random.fork_rng(devices=devices):  # dropout draws from the global RNG: seed a copy
         torch.manual_seed(seed)
         for _ in range(config.epochs):
             x, c = train_x, train_c  # augment raw pixels, where padding with zeros is background
