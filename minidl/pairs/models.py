@@ -1,4 +1,4 @@
-"""The five compared architectures; each returns (comparison logits N x 2, digit logits N x 2 x 10 or None)."""
+"""The five compared models; each returns (comparison logits N x 2, digit logits N x 2 x 10 or None)."""
 
 import torch
 from torch import nn
@@ -17,14 +17,15 @@ class ChannelsLast(nn.Module):
 
 
 def conv_block(c_in, c_out):
-    """3x3 convolution, 2x2 max pooling, batch norm, ReLU (normalising after pooling is 4x less work)."""
+    """3x3 convolution, 2x2 max pooling, batch norm, ReLU (normalising after pooling: 4x less work)."""
     return nn.Sequential(
-        nn.Conv2d(c_in, c_out, 3, bias=False), ChannelsLast(), nn.MaxPool2d(2), nn.BatchNorm2d(c_out), nn.ReLU()
+        nn.Conv2d(c_in, c_out, 3, bias=False), ChannelsLast(), nn.MaxPool2d(2),
+        nn.BatchNorm2d(c_out), nn.ReLU(),
     )
 
 
 def conv_trunk(c_in, hidden, dropout):
-    """14x14 images with c_in channels -> hidden features: 12x12 -> 6x6 -> 4x4 -> 2x2 x 64 -> hidden."""
+    """14x14 images, c_in channels -> hidden features (12x12, 6x6, 4x4, then 2x2 x 64 -> hidden)."""
     return nn.Sequential(
         conv_block(c_in, 32), conv_block(32, 64), nn.Flatten(),
         nn.Linear(64 * 2 * 2, hidden), nn.ReLU(), nn.Dropout(dropout),
@@ -46,7 +47,7 @@ class MLP(nn.Module):
 
 
 class ConvNet(nn.Module):
-    """ConvNet on the pair as a 2-channel image (no weight sharing); aux adds 2 x 10 digit logits."""
+    """ConvNet on the pair as a 2-channel image (no weight sharing); aux adds 2x10 digit logits."""
 
     def __init__(self, aux=False, hidden=200, dropout=0.2):
         super().__init__()

@@ -30,7 +30,8 @@ def learning_curves(runs, models, path):
     """Mean +- std over rounds of train loss, train error and test error per epoch."""
     from matplotlib.ticker import MaxNLocator
 
-    panels = [("train_loss_curve", "train loss (with aux term)", 1), ("train_error_curve", "train error (%)", 100),
+    panels = [("train_loss_curve", "train loss (with aux term)", 1),
+              ("train_error_curve", "train error (%)", 100),
               ("test_error_curve", "test error (%)", 100)]
     panels = [p for p in panels if runs and runs[0][p[0]]]  # error curves are optional
     fig = _figure(4.5 * len(panels), 4)

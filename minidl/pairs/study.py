@@ -23,7 +23,7 @@ class StudyConfig:
     rounds: int = 10
     n_pairs: int = 1000
     seed: int = 0
-    data_dir: str = None
+    data_dir: str | None = None
     jobs: int = 1
     threads: int = 1  # torch threads per process
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -34,13 +34,13 @@ def round_seed(seed, round_index):
     return seed * 1000 + round_index
 
 
-def run_one(task):
+def run_one(task, progress=None):
     """Train one model for one round; TASK is (name, round, StudyConfig)."""
-    name, round_index, config, progress = (*task, None)[:4]
+    name, round_index, config = task
     torch.set_num_threads(config.threads)
     seed = round_seed(config.seed, round_index)
     data = generate_pair_sets(config.n_pairs, seed=seed, data_dir=config.data_dir)
-    with torch.random.fork_rng(devices=[]):  # same initialisation per (model, seed), caller's RNG untouched
+    with torch.random.fork_rng(devices=[]):  # same init per (model, seed); caller's RNG untouched
         torch.manual_seed(seed)
         model = build_model(name)
     result = train_model(model, data, config.train, seed=seed, progress=progress)
@@ -52,7 +52,7 @@ def run_study(config, progress=None):
     """Return one result dict per (round, model); PROGRESS(epochs) is called as epochs finish."""
     tasks = [(name, r, config) for r in range(config.rounds) for name in config.models]
     if config.jobs <= 1:
-        return [run_one((*task, progress and (lambda: progress(1)))) for task in tasks]
+        return [run_one(task, progress and (lambda: progress(1))) for task in tasks]
     # spawn, not fork: forking a process whose torch thread pools already ran can deadlock
     context = multiprocessing.get_context("spawn")
     runs = []

@@ -13,7 +13,7 @@ class TrainConfig:
 
     epochs: int = 25
     batch_size: int = 100
-    lr: float = 5e-3  # with the cosine schedule; chosen on validation pairs drawn from the train split
+    lr: float = 5e-3  # with the cosine schedule; chosen on validation pairs from the train split
     optimizer: str = "adam"  # or "sgd" (with momentum 0.9)
     cosine: bool = True  # anneal the learning rate to zero along a cosine over the epochs
     aux_weight: float = 1.0  # weight of the digit cross-entropy for models with digit logits
@@ -34,11 +34,12 @@ def make_optimizer(model, config):
 
 
 def shift_digits(x, max_shift, generator):
-    """Translate each digit independently by up to max_shift pixels, filling with zeros (background)."""
+    """Translate each digit independently by up to max_shift pixels, filling with zeros."""
     n, c, h, w = x.shape
     windows = F.pad(x, (max_shift,) * 4).unfold(2, h, 1).unfold(3, w, 1)  # n, c, dy, dx, h, w view
     dy, dx = torch.randint(0, 2 * max_shift + 1, (2, n, c), generator=generator).to(x.device)
-    return windows[torch.arange(n, device=x.device)[:, None], torch.arange(c, device=x.device), dy, dx]
+    rows, channels = torch.arange(n, device=x.device)[:, None], torch.arange(c, device=x.device)
+    return windows[rows, channels, dy, dx]
 
 
 def swap_pairs(x, classes, generator):
@@ -62,14 +63,16 @@ def errors(model, x, target, batch_size=1000):
 
 
 def train_model(model, data, config, seed=0, progress=None):
-    """Train MODEL on DATA (the 6-tuple of generate_pair_sets); return a dict of figures and curves."""
+    """Train MODEL on DATA (generate_pair_sets' 6-tuple); return a dict of figures and curves."""
     device = torch.device(config.device)
     train_x, train_y, train_c, test_x, test_y, _ = (t.to(device) for t in data)
     mean, std = (train_x.mean(), train_x.std()) if config.normalize else (0.0, 1.0)
     train_eval, test_x = (train_x - mean) / std, (test_x - mean) / std
-    model = model.to(device=device, memory_format=torch.channels_last)  # 4-d conv weights: faster on CPU
+    model = model.to(device=device, memory_format=torch.channels_last)  # conv weights: faster on CPU
     optimizer = make_optimizer(model, config)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, config.epochs) if config.cosine else None
+    schedule = None
+    if config.cosine:
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, config.epochs)
     generator = torch.Generator().manual_seed(seed)
     n = len(train_x)
     curves = {"train_loss_curve": [], "train_error_curve": [], "test_error_curve": []}
