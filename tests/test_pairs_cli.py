@@ -8,8 +8,11 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from minidl.pairs.__main__ import main
+from minidl.pairs.study import StudyConfig, run_one
+from minidl.pairs.train import TrainConfig
 
 from test_pairs_data import write_mnist
 
@@ -50,6 +53,16 @@ def test_tiny_study_writes_table_json_csv_and_plots(tmp_path):
     for name in ("test_error_boxplot.png", "learning_curves.png"):
         data = (out / name).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
+
+    # a worker process reproduces exactly what this process computes from the same seed
+    threads = torch.get_num_threads()
+    try:
+        config = StudyConfig(n_pairs=200, threads=1, train=TrainConfig(epochs=1))
+        here = run_one(("siamese_aux", 0, config))
+    finally:
+        torch.set_num_threads(threads)
+    assert here["train_loss_curve"] == saved["runs"][1]["train_loss_curve"]
+    assert here["test_error"] == saved["runs"][1]["test_error"]
 
 
 def test_study_on_an_idx_folder_in_process(tmp_path, capsys):
@@ -94,8 +107,6 @@ def test_bad_arguments_in_a_subprocess_give_no_traceback():
 
 
 def test_cuda_requested_without_cuda(capsys, tmp_path):
-    import torch
-
     if torch.cuda.is_available():
         pytest.skip("a CUDA device is present")
     with pytest.raises(SystemExit) as exit_info:
