@@ -1,0 +1,121 @@
+"""The benchmark command runs end to end on tiny sizes and writes well-formed JSON (no timing assertions)."""
+import importlib.util
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import minidl
+from minidl import backend
+
+BENCH = pathlib.Path(__file__).resolve().parents[1] / "minidl" / "bench.py"
+# The subprocess imports the same minidl as this process (the installed one, as the other tests do).
+ENV = {**os.environ, "MINIDL_BACKEND": "auto",
+       "PYTHONPATH": os.pathsep.join([str(pathlib.Path(minidl.__file__).parents[1]), os.environ.get("PYTHONPATH", "")])}
+
+
+def run_bench(*args, cwd=None):
+    """Run the repository's bench.py in a subprocess."""
+    return subprocess.run([sys.executable, str(BENCH), *args], cwd=cwd, env=ENV, capture_output=True, text=True,
+                          timeout=120)
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    """Run the benchmark once with tiny sizes at 1 and 2 threads; its JSON and stdout."""
+    out = tmp_path_factory.mktemp("bench") / "bench.json"
+    proc = run_bench("--smoke", "--threads", "1,2", "--json", str(out), cwd=out.parent)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(out.read_text()), proc.stdout
+
+
+def expected_variants():
+    """cpp is compared only where the extension loads; CI (MINIDL_REQUIRE_EXT=1) requires it."""
+    if os.environ.get("MINIDL_REQUIRE_EXT") == "1":
+        assert backend.cpp_available(), backend._cpp_error
+    return {"python", "torch"} | ({"cpp"} if backend.cpp_available() else set())
+
+
+def test_header_and_tables_printed(smoke):
+    _, stdout = smoke
+    assert stdout.startswith("# minidl benchmark")
+    for title in ("### ceilings", "### ops", "### train", "### mlp"):
+        assert title in stdout
+    assert "× vs torch" in stdout and "% GEMM peak" in stdout and "% copy BW" in stdout
+
+
+def test_json_structure(smoke):
+    data, _ = smoke
+    assert {"machine", "config", "results", "loss_checks", "elapsed_s"} <= set(data)
+    assert data["machine"]["cpp_available"] == backend.cpp_available()
+    assert data["config"]["threads"] == [1, 2]
+    sections = {r["section"] for r in data["results"]}
+    assert sections == {"ceilings", "ops", "train", "mlp"}
+    for r in data["results"]:
+        assert r["threads"] in (1, 2) and r["device"] == "cpu"
+        assert len(r["repeats_s"]) == data["config"]["repeats"]
+        assert all(t > 0 for t in r["repeats_s"]) and r["median_s"] > 0 and r["inner"] >= 1
+
+
+def test_every_variant_timed_with_a_speedup(smoke):
+    data, _ = smoke
+    for section in ("ops", "train", "mlp"):
+        recs = [r for r in data["results"] if r["section"] == section]
+        cases = {(r["case"], r["threads"]) for r in recs}
+        for case in cases:
+            variants = {r["variant"]: r for r in recs if (r["case"], r["threads"]) == case}
+            assert set(variants) == expected_variants(), case
+            assert variants["torch"]["x_vs_torch"] == pytest.approx(1.0)
+            assert all(r["x_vs_torch"] > 0 for r in variants.values())
+
+
+def test_ceilings_and_throughputs(smoke):
+    data, _ = smoke
+    ceilings = [r for r in data["results"] if r["section"] == "ceilings"]
+    assert sorted("gflops" in r for r in ceilings) == [False, False, True, True]  # gemm and copy, 2 thread counts
+    assert all(r.get("gflops", r.get("gbs", 0)) > 0 for r in ceilings)
+    for r in data["results"]:
+        if r["section"] == "ops" and r["op"] == "linear" or r["section"] in ("train", "mlp"):
+            assert r["gflops"] > 0 and r["pct_gemm_peak"] > 0
+        elif r["section"] == "ops":
+            assert r["gelems"] > 0 and r["gbs"] > 0 and r["pct_copy_bw"] > 0
+
+
+def test_training_losses_agree(smoke):
+    data, stdout = smoke
+    checks = data["loss_checks"]
+    assert {c["case"] for c in checks} == {"disk b1", "disk b100", "mlp b8"}
+    for c in checks:
+        assert c["ok"] and set(c["losses"]) == expected_variants()
+        assert all(len(ls) == c["steps"] for ls in c["losses"].values())
+    assert stdout.count("loss check") == len(checks) and "MISMATCH" not in stdout
+
+
+def load_bench():
+    """The repository's bench.py as a module, for in-process calls."""
+    spec = importlib.util.spec_from_file_location("minidl_bench_under_test", BENCH)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_sections_option_in_process(tmp_path, capsys):
+    bench, out = load_bench(), tmp_path / "b.json"
+    threads, backend_name = torch.get_num_threads(), minidl.get_backend()
+    assert bench.main(["--smoke", "--sections", "train", "--json", str(out)]) == 0
+    assert (torch.get_num_threads(), minidl.get_backend()) == (threads, backend_name)  # restored
+    data = json.loads(out.read_text())
+    assert {r["section"] for r in data["results"]} == {"train"}
+    assert all(r["pct_gemm_peak"] is None for r in data["results"])  # no ceilings measured: no percentage
+    assert "### train" in capsys.readouterr().out
+
+
+def test_bad_section_rejected():
+    with pytest.raises(SystemExit) as exit_info:
+        load_bench().parse_args(["--sections", "nope"])
+    assert exit_info.value.code == 2
