@@ -17,7 +17,8 @@ def boxplot(runs, models, path):
     fig = _figure(1.4 * len(models) + 2, 4)
     ax = fig.add_subplot()
     errors = [[100 * run["test_error"] for run in runs if run["model"] == name] for name in models]
-    ax.boxplot(errors, tick_labels=list(models))
+    ax.boxplot(errors)
+    ax.set_xticks(range(1, len(models) + 1), list(models))  # works with matplotlib before 3.9 too
     rounds = max(len(e) for e in errors)
     ax.set_ylabel("test error (%)")
     ax.set_title(f"Digit-pair comparison: test error over {rounds} round(s)")

@@ -6,6 +6,7 @@ import multiprocessing
 import os
 import statistics
 from dataclasses import asdict, dataclass, field
+from typing import Optional
 from pathlib import Path
 
 import torch
@@ -23,7 +24,7 @@ class StudyConfig:
     rounds: int = 10
     n_pairs: int = 1000
     seed: int = 0
-    data_dir: str | None = None
+    data_dir: Optional[str] = None
     jobs: int = 1
     threads: int = 1  # torch threads per process
     train: TrainConfig = field(default_factory=TrainConfig)
