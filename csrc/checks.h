@@ -1,36 +1,53 @@
 // Input validation shared by every kernel (CPU and CUDA): each message names the op and shows
 // the expected and actual shapes, dtypes or devices, so a user never gets a segfault or a guess.
+// `op` is anything printable: a string, or an Indexed name such as "minidl.mlp_forward (layer 2)",
+// which is formatted only when a check fails.
 #pragma once
 #include <ATen/ATen.h>
 
+#include <ostream>
+
 namespace minidl {
 
-inline void check_float(const at::Tensor& t, const char* op, const char* name) {
+struct Indexed {
+  const char* op;
+  const char* what;  // "layer", "parameter"
+  size_t index;
+};
+inline std::ostream& operator<<(std::ostream& os, const Indexed& n) {
+  return os << n.op << " (" << n.what << " " << n.index << ")";
+}
+
+template <typename Op>
+void check_float(const at::Tensor& t, const Op& op, const char* name) {
   TORCH_CHECK_TYPE(t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble, op, ": expected ", name,
                    " to be float32 or float64, got ", t.scalar_type());
 }
 
-// `t` must share dtype and device with `ref`, the op's first tensor argument.
-inline void check_like(const at::Tensor& t, const at::Tensor& ref, const char* op, const char* name,
-                       const char* ref_name) {
+// `t` must share dtype and device with `ref`.
+template <typename Op>
+void check_like(const at::Tensor& t, const at::Tensor& ref, const Op& op, const char* name, const char* ref_name) {
   TORCH_CHECK(t.device() == ref.device(), op, ": expected ", name, " on ", ref.device(), " like ", ref_name,
               ", got ", t.device());
   TORCH_CHECK_TYPE(t.scalar_type() == ref.scalar_type(), op, ": expected ", name, " of dtype ",
                    ref.scalar_type(), " like ", ref_name, ", got ", t.scalar_type());
 }
 
-inline void check_dim(const at::Tensor& t, int64_t dim, const char* op, const char* name) {
+template <typename Op>
+void check_dim(const at::Tensor& t, int64_t dim, const Op& op, const char* name) {
   TORCH_CHECK_VALUE(t.dim() == dim, op, ": expected ", name, " with ", dim, " dimensions, got shape ",
                     t.sizes());
 }
 
-inline void check_shape(const at::Tensor& t, at::IntArrayRef expected, const char* op, const char* name) {
+template <typename Op>
+void check_shape(const at::Tensor& t, at::IntArrayRef expected, const Op& op, const char* name) {
   TORCH_CHECK_VALUE(t.sizes() == expected, op, ": expected ", name, " of shape ", expected, ", got ",
                     t.sizes());
 }
 
 // input [N, in] and weight [out, in] of one dtype and device.
-inline void check_linear(const at::Tensor& input, const at::Tensor& weight, const char* op) {
+template <typename Op>
+void check_linear(const at::Tensor& input, const at::Tensor& weight, const Op& op) {
   check_float(weight, op, "weight");
   check_like(input, weight, op, "input", "weight");
   check_dim(input, 2, op, "input");
@@ -40,8 +57,9 @@ inline void check_linear(const at::Tensor& input, const at::Tensor& weight, cons
 }
 
 // Checks shared by every elementwise backward: grad_output must match the saved tensor.
-inline void check_elementwise_backward(const at::Tensor& grad_output, const at::Tensor& saved, const char* op,
-                                       const char* saved_name) {
+template <typename Op>
+void check_elementwise_backward(const at::Tensor& grad_output, const at::Tensor& saved, const Op& op,
+                                const char* saved_name) {
   check_float(saved, op, saved_name);
   check_like(grad_output, saved, op, "grad_output", saved_name);
   check_shape(grad_output, saved.sizes(), op, "grad_output");

@@ -8,11 +8,12 @@
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/library.h>
 
-#include <string>
+#include <initializer_list>
 
 #include "activation.h"
 #include "checks.h"
 #include "cpu/activations.h"
+#include "cpu/small_linear.h"
 
 namespace minidl {
 namespace {
@@ -72,7 +73,11 @@ void add_column_sums_(at::Tensor& grad_bias, const at::Tensor& grad) {
   });
 }
 
-std::string layer_op(const char* op, size_t i) { return std::string(op) + " (layer " + std::to_string(i) + ")"; }
+bool all_contiguous(std::initializer_list<const at::Tensor*> ts) {
+  for (const at::Tensor* t : ts)
+    if (!t->is_contiguous()) return false;
+  return true;
+}
 
 void check_stack(const at::Tensor& input, at::TensorList weights, at::TensorList biases, at::IntArrayRef activations,
                  const char* op) {
@@ -80,20 +85,20 @@ void check_stack(const at::Tensor& input, at::TensorList weights, at::TensorList
   TORCH_CHECK_VALUE(biases.size() == weights.size() && activations.size() == weights.size(), op,
                     ": expected as many biases and activations as weights (", weights.size(), "), got ",
                     biases.size(), " biases and ", activations.size(), " activations");
-  check_linear(input, weights[0], layer_op(op, 0).c_str());
+  check_linear(input, weights[0], Indexed{op, "layer", 0});
   for (size_t i = 0; i < weights.size(); ++i) {
-    const std::string name = layer_op(op, i);
-    check_float(weights[i], name.c_str(), "weight");
-    check_like(weights[i], weights[0], name.c_str(), "weight", "the first weight");
-    check_dim(weights[i], 2, name.c_str(), "weight");
+    const Indexed name{op, "layer", i};
+    check_float(weights[i], name, "weight");
+    check_like(weights[i], weights[0], name, "weight", "the first weight");
+    check_dim(weights[i], 2, name, "weight");
     if (i > 0) {
       TORCH_CHECK_VALUE(weights[i].size(1) == weights[i - 1].size(0), name, ": expected weight of shape [*, ",
                         weights[i - 1].size(0), "] after a layer of ", weights[i - 1].size(0), " outputs, got ",
                         weights[i].sizes());
     }
-    check_like(biases[i], weights[i], name.c_str(), "bias", "weight");
-    check_shape(biases[i], {weights[i].size(0)}, name.c_str(), "bias");
-    to_activation(activations[i], name.c_str());
+    check_like(biases[i], weights[i], name, "bias", "weight");
+    check_shape(biases[i], {weights[i].size(0)}, name, "bias");
+    to_activation(activations[i], name);
   }
 }
 
@@ -106,7 +111,15 @@ std::vector<at::Tensor> mlp_forward(const at::Tensor& input, at::TensorList weig
   outputs.reserve(weights.size());
   at::Tensor x = input;
   for (size_t i = 0; i < weights.size(); ++i) {
-    x = activate(at::addmm(biases[i], x, weights[i].t()), static_cast<Activation>(activations[i]));
+    const at::Tensor &W = weights[i], &b = biases[i];
+    const auto act = static_cast<Activation>(activations[i]);
+    if (x.is_cpu() && all_contiguous({&x, &W, &b}) && cpu::small_linear_pays(x.size(0), W.size(1), W.size(0))) {
+      at::Tensor y = at::empty({x.size(0), W.size(0)}, W.options());
+      cpu::small_linear_forward(x, W, b, y, act);
+      x = y;
+    } else {
+      x = activate(at::addmm(b, x, W.t()), act);
+    }
     outputs.push_back(x);
   }
   return outputs;
@@ -121,11 +134,11 @@ void mlp_backward(const at::Tensor& grad_output, const at::Tensor& input, at::Te
   TORCH_CHECK_VALUE(outputs.size() == n && grad_weights.size() == n, op, ": expected ", n,
                     " outputs and grad_weights, got ", outputs.size(), " and ", grad_weights.size());
   for (size_t i = 0; i < n; ++i) {
-    const std::string name = layer_op(op, i);
-    check_like(outputs[i], weights[i], name.c_str(), "output", "weight");
-    check_shape(outputs[i], {input.size(0), weights[i].size(0)}, name.c_str(), "output");
-    check_like(grad_weights[i], weights[i], name.c_str(), "grad_weight", "weight");
-    check_shape(grad_weights[i], weights[i].sizes(), name.c_str(), "grad_weight");
+    const Indexed name{op, "layer", i};
+    check_like(outputs[i], weights[i], name, "output", "weight");
+    check_shape(outputs[i], {input.size(0), weights[i].size(0)}, name, "output");
+    check_like(grad_weights[i], weights[i], name, "grad_weight", "weight");
+    check_shape(grad_weights[i], weights[i].sizes(), name, "grad_weight");
   }
   check_like(grad_output, weights[n - 1], op, "grad_output", "the last weight");
   check_shape(grad_output, outputs[n - 1].sizes(), op, "grad_output");
@@ -137,19 +150,35 @@ void mlp_backward(const at::Tensor& grad_output, const at::Tensor& input, at::Te
   at::Tensor g = grad_output;
   bool ours = false;  // whether g is a temporary of ours that may be overwritten
   for (size_t k = n; k-- > 0;) {
-    g = activate_backward(g, outputs[k], static_cast<Activation>(activations[k]), ours);
-    ours = ours || static_cast<Activation>(activations[k]) != Activation::None;
+    const at::Tensor &y = outputs[k], &W = weights[k];
     const at::Tensor& x = k > 0 ? outputs[k - 1] : input;
-    at::Tensor gw = grad_weights[k];
+    at::Tensor gw = grad_weights[k], gb = grad_biases[k];
+    const auto act = static_cast<Activation>(activations[k]);
+    const bool want_gx = k > 0 || grad_input.has_value();
+    if (x.is_cpu() && all_contiguous({&g, &y, &x, &W, &gw, &gb}) &&
+        cpu::small_linear_pays(x.size(0), W.size(1), W.size(0))) {
+      if (!ours && act != Activation::None) g = g.clone();
+      at::Tensor gx;
+      if (want_gx) gx = (k == 0 && grad_input->is_contiguous()) ? *grad_input : at::empty(x.sizes(), x.options());
+      cpu::small_linear_backward(g, y, x, W, gw, gb, gx, act);
+      if (k == 0 && want_gx && !gx.is_same(*grad_input)) {
+        at::Tensor out = *grad_input;
+        out.copy_(gx);
+      }
+      g = gx;
+      ours = true;
+      continue;
+    }
+    g = activate_backward(g, y, act, ours);
+    ours = ours || act != Activation::None;
     gw.addmm_(g.t(), x);
-    at::Tensor gb = grad_biases[k];
     add_column_sums_(gb, g);
     if (k > 0) {
-      g = at::mm(g, weights[k]);
+      g = at::mm(g, W);
       ours = true;
     } else if (grad_input.has_value()) {
       at::Tensor out = *grad_input;
-      at::mm_out(out, g, weights[0]);
+      at::mm_out(out, g, W);
     }
   }
 }

@@ -5,7 +5,6 @@
 #include <torch/library.h>
 
 #include <cmath>
-#include <string>
 
 #include "checks.h"
 #include "clones.h"
@@ -39,16 +38,16 @@ void sgd_step_(at::TensorList params, at::TensorList grads, at::TensorList momen
                     ": expected as many momentum_buffers as params (", params.size(), "), got ",
                     momentum_buffers.size());
   for (size_t i = 0; i < params.size(); ++i) {
-    const std::string name = std::string(op) + " (parameter " + std::to_string(i) + ")";
+    const Indexed name{op, "parameter", i};
     at::Tensor p = params[i];
-    check_float(p, name.c_str(), "param");
-    check_like(grads[i], p, name.c_str(), "grad", "param");
-    check_shape(grads[i], p.sizes(), name.c_str(), "grad");
+    check_float(p, name, "param");
+    check_like(grads[i], p, name, "grad", "param");
+    check_shape(grads[i], p.sizes(), name, "grad");
     at::Tensor v;
     if (use_momentum) {
       v = momentum_buffers[i];
-      check_like(v, p, name.c_str(), "momentum_buffer", "param");
-      check_shape(v, p.sizes(), name.c_str(), "momentum_buffer");
+      check_like(v, p, name, "momentum_buffer", "param");
+      check_shape(v, p.sizes(), name, "momentum_buffer");
     }
     const bool direct = p.is_cpu() && p.is_contiguous() && grads[i].is_contiguous() && (!use_momentum || v.is_contiguous());
     if (!direct) {  // any device, any strides: the same arithmetic through ATen
