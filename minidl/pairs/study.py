@@ -12,7 +12,8 @@ from pathlib import Path
 import torch
 
 from .data import generate_pair_sets
-from .models import build_model, count_parameters
+from .models import MODELS, build_model, count_parameters
+from .store import RUN_KEYS, atomic_open, atomic_write_text
 from .train import TrainConfig, train_model
 
 
@@ -29,6 +30,24 @@ class StudyConfig:
     threads: int = 1  # torch threads per process
     train: TrainConfig = field(default_factory=TrainConfig)
 
+    def validate(self):
+        """Raise ValueError on a bad option (TrainConfig's included)."""
+        unknown = [name for name in self.models if name not in MODELS]
+        if unknown or not self.models or isinstance(self.models, str):
+            raise ValueError(f"StudyConfig: unknown model(s) {', '.join(unknown) or '(none given)'}"
+                             f"; valid: {', '.join(MODELS)}")
+        for name in ("rounds", "n_pairs", "jobs", "threads"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"StudyConfig: {name} must be an int >= 1, got {value!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"StudyConfig: seed must be an int >= 0, got {self.seed!r}")
+        self.train.validate()
+
+    def tasks(self):
+        """(model, round) of every run, in table order: round by round, models in the given order."""
+        return [(name, r) for r in range(self.rounds) for name in self.models]
+
 
 def round_seed(seed, round_index):
     """Seed of one round: all models of a round see the same pairs and the same shuffles."""
@@ -44,26 +63,43 @@ def run_one(task, progress=None):
     with torch.random.fork_rng(devices=[]):  # same init per (model, seed); caller's RNG untouched
         torch.manual_seed(seed)
         model = build_model(name)
-    result = train_model(model, data, config.train, seed=seed, progress=progress)
+    try:
+        result = train_model(model, data, config.train, seed=seed, progress=progress)
+    except FloatingPointError as e:  # say which run failed
+        raise FloatingPointError(f"{name} round {round_index} (seed {seed}): {e}") from None
     return {"model": name, "round": round_index, "seed": seed,
             "parameters": count_parameters(model), **result}
 
 
-def run_study(config, progress=None):
-    """Return one result dict per (round, model); PROGRESS(epochs) is called as epochs finish."""
-    tasks = [(name, r, config) for r in range(config.rounds) for name in config.models]
-    if config.jobs <= 1:
-        return [run_one(task, progress and (lambda: progress(1))) for task in tasks]
-    # spawn, not fork: forking a process whose torch thread pools already ran can deadlock
-    context = multiprocessing.get_context("spawn")
-    runs = []
-    with context.Pool(min(config.jobs, len(tasks))) as pool:
-        for result in pool.imap_unordered(run_one, tasks):
-            runs.append(result)
-            if progress:
-                progress(config.train.epochs)
+def run_study(config, progress=None, finished=(), record=None):
+    """Return one result dict per (round, model), FINISHED runs included and not redone.
+
+    RECORD(run) is called in this process as each new run ends (in completion order);
+    PROGRESS(epochs) as epochs finish.
+    """
+    config.validate()
+    done = {(run["model"], run["round"]): run for run in finished}
+    tasks = [(name, r, config) for name, r in config.tasks() if (name, r) not in done]
+    runs = [done[key] for key in config.tasks() if key in done]
+    for result in _results(tasks, config, progress):
+        runs.append(record(result) if record else result)
     order = {name: i for i, name in enumerate(config.models)}
     return sorted(runs, key=lambda run: (run["round"], order[run["model"]]))
+
+
+def _results(tasks, config, progress):
+    """Yield the result of each task as it finishes, in this process or in a pool."""
+    if config.jobs <= 1 or len(tasks) <= 1:
+        for task in tasks:
+            yield run_one(task, progress and (lambda: progress(1)))
+        return
+    # spawn, not fork: forking a process whose torch thread pools already ran can deadlock
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(min(config.jobs, len(tasks))) as pool:
+        for result in pool.imap_unordered(run_one, tasks):
+            if progress:
+                progress(config.train.epochs)
+            yield result
 
 
 def summarise(runs, models):
@@ -97,8 +133,7 @@ def markdown_table(rows):
     return "\n".join(lines)
 
 
-CSV_FIELDS = ["model", "round", "seed", "parameters", "train_error", "test_error", "seconds",
-              "train_loss_curve", "train_error_curve", "test_error_curve"]
+CSV_FIELDS = list(RUN_KEYS)
 
 
 def write_results(runs, rows, config, out_dir):
@@ -107,15 +142,15 @@ def write_results(runs, rows, config, out_dir):
     out_dir.mkdir(parents=True, exist_ok=True)
     settings = asdict(config)
     settings["models"] = list(config.models)
-    (out_dir / "results.json").write_text(
-        json.dumps({"config": settings, "summary": rows, "runs": runs}, indent=1))
-    with open(out_dir / "results.csv", "w", newline="") as f:
+    atomic_write_text(out_dir / "results.json",
+                      json.dumps({"config": settings, "summary": rows, "runs": runs}, indent=1))
+    with atomic_open(out_dir / "results.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=CSV_FIELDS)
         writer.writeheader()
         for run in runs:  # curves go in one cell each, as JSON lists
             writer.writerow({key: json.dumps(run[key]) if key.endswith("_curve") else run[key]
                              for key in CSV_FIELDS})
-    (out_dir / "results.md").write_text(markdown_table(rows) + "\n")
+    atomic_write_text(out_dir / "results.md", markdown_table(rows) + "\n")
     return [out_dir / name for name in ("results.json", "results.csv", "results.md")]
 
 

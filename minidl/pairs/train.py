@@ -1,5 +1,6 @@
 """Train one model on one draw of pairs and record its error curves."""
 
+import math
 import time
 from dataclasses import dataclass
 
@@ -22,6 +23,45 @@ class TrainConfig:
     swap: bool = True  # randomly swap the two digits of training pairs (needs the classes)
     curves: bool = True  # evaluate train and test error after every epoch
     device: str = "cpu"
+    check_finite: bool = True  # stop with FloatingPointError once the loss is NaN or infinite
+
+    def validate(self):
+        """Raise ValueError (or RuntimeError for an unusable device) on a bad option."""
+        for name in ("epochs", "batch_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"TrainConfig: {name} must be an int >= 1, got {value!r}")
+        if not isinstance(self.shift, int) or not 0 <= self.shift <= 3:
+            raise ValueError(f"TrainConfig: shift must be an int in 0..3, got {self.shift!r}")
+        if not _is_number(self.lr) or not self.lr > 0 or not math.isfinite(self.lr):
+            raise ValueError(f"TrainConfig: lr must be a finite number > 0, got {self.lr!r}")
+        if not _is_number(self.aux_weight) or not 0 <= self.aux_weight < math.inf:
+            raise ValueError(f"TrainConfig: aux_weight must be a finite number >= 0, "
+                             f"got {self.aux_weight!r}")
+        if self.optimizer not in ("adam", "sgd"):
+            raise ValueError(f"unknown optimizer {self.optimizer!r}; valid: adam, sgd")
+        check_device(self.device)
+
+
+def _is_number(value):
+    """An int or float, not a bool."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def check_device(name):
+    """Raise ValueError for a device string torch cannot parse or that is not available here."""
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError) as e:
+        raise ValueError(f"TrainConfig: bad device {name!r} ({e})") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {name!r} requested but CUDA is not available")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(f"device {name!r} requested but only "
+                             f"{torch.cuda.device_count()} CUDA device(s) exist")
+    elif device.type != "cpu":
+        raise ValueError(f"TrainConfig: device {name!r} unsupported; use cpu or cuda")
 
 
 def make_optimizer(model, config):
@@ -62,8 +102,18 @@ def errors(model, x, target, batch_size=1000):
     return int(wrong) / len(x)
 
 
+def check_losses(losses, epoch):
+    """Raise FloatingPointError naming the first non-finite step loss (epoch and step from 1)."""
+    bad = torch.nonzero(~torch.isfinite(losses)).flatten()
+    if len(bad):
+        step = int(bad[0])
+        raise FloatingPointError(
+            f"loss became {float(losses[step])} at epoch {epoch + 1}, step {step + 1}")
+
+
 def train_model(model, data, config, seed=0, progress=None):
     """Train MODEL on DATA (generate_pair_sets' 6-tuple); return a dict of figures and curves."""
+    config.validate()
     device = torch.device(config.device)
     train_x, train_y, train_c, test_x, test_y, _ = (t.to(device) for t in data)
     mean, std = (train_x.mean(), train_x.std()) if config.normalize else (0.0, 1.0)
@@ -80,7 +130,7 @@ def train_model(model, data, config, seed=0, progress=None):
     start = time.perf_counter()
     with torch.random.fork_rng(devices=devices):  # dropout draws from the global RNG: seed a copy
         torch.manual_seed(seed)
-        for _ in range(config.epochs):
+        for epoch in range(config.epochs):
             x, c = train_x, train_c  # augment raw pixels, where padding with zeros is background
             if config.swap:
                 x, c = swap_pairs(x, c, generator)
@@ -90,7 +140,8 @@ def train_model(model, data, config, seed=0, progress=None):
             y = (c[:, 0] <= c[:, 1]).long() if config.swap else train_y
             order = torch.randperm(n, generator=generator).to(device)
             total = torch.zeros((), device=device)  # summed on device: no sync per batch
-            for i in range(0, n, config.batch_size):
+            losses = torch.zeros((n + config.batch_size - 1) // config.batch_size, device=device)
+            for step, i in enumerate(range(0, n, config.batch_size)):
                 batch = order[i:i + config.batch_size]
                 logits, digits = model(x[batch])
                 loss = F.cross_entropy(logits, y[batch])
@@ -101,6 +152,9 @@ def train_model(model, data, config, seed=0, progress=None):
                 loss.backward()
                 optimizer.step()
                 total += loss.detach() * len(batch)
+                losses[step] = loss.detach()  # checked once per epoch, not synced per step
+            if config.check_finite:
+                check_losses(losses, epoch)
             if schedule is not None:
                 schedule.step()
             curves["train_loss_curve"].append(float(total) / n)
