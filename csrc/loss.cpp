@@ -3,6 +3,7 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include <limits>
 #include <vector>
 
 #include "checks.h"
@@ -46,7 +47,9 @@ std::tuple<at::Tensor, at::Tensor> mse_forward(const at::Tensor& output, const a
     });
     double total = 0.0;
     for (double p : partial) total += p;
-    loss.fill_(n > 0 ? total / static_cast<double>(n) : std::numeric_limits<double>::quiet_NaN());
+    // Rounded to scalar_t here: a float32 loss may overflow to inf, which fill_ would refuse.
+    *loss.mutable_data_ptr<scalar_t>() =
+        static_cast<scalar_t>(n > 0 ? total / static_cast<double>(n) : std::numeric_limits<double>::quiet_NaN());
   });
   return {loss, grad};
 }

@@ -7,7 +7,8 @@
 from .backend import cpp_available, get_backend, set_backend
 from .nn import Linear, LossMSE, Module, ReLU, Sequential, Tanh
 from .optim import SGD
+from .serialization import load, save
 
 __version__ = "0.1.0"
 __all__ = ["Module", "Linear", "ReLU", "Tanh", "Sequential", "LossMSE", "SGD",
-           "get_backend", "set_backend", "cpp_available"]
+           "get_backend", "set_backend", "cpp_available", "save", "load"]

@@ -34,6 +34,29 @@ class Module:
         """Set every gradient to zero (backward accumulates into them)."""
         _backend.ops.zero_([grad for _, grad in self.param()])
 
+    def named_param(self):
+        """(name, parameter, gradient) triples; names like '2.weight' inside a Sequential."""
+        return []
+
+    def state_dict(self):
+        """{name: parameter tensor} (the tensors themselves, not copies), as in torch.nn."""
+        return {name: p for name, p, _ in self.named_param()}
+
+    def load_state_dict(self, state_dict):
+        """Copy the tensors of state_dict into the parameters, in place; names and shapes must match."""
+        own = {name: p for name, p, _ in self.named_param()}
+        missing = [k for k in own if k not in state_dict]
+        unexpected = [k for k in state_dict if k not in own]
+        if missing or unexpected:
+            raise KeyError(f"{self!r}.load_state_dict: missing keys {missing}, unexpected keys {unexpected}")
+        for name, p in own.items():
+            value = state_dict[name]
+            if list(value.shape) != list(p.shape):
+                raise ValueError(f"{self!r}.load_state_dict: {name} expected shape {list(p.shape)}, "
+                                 f"got {list(value.shape)}")
+        for name, p in own.items():
+            p.copy_(state_dict[name])
+
     def to(self, device=None, dtype=None):
         """Move parameters and gradients in place (optimizers keep seeing the same tensors); returns self."""
         for p, g in self.param():
@@ -89,6 +112,9 @@ class Linear(Module):
         if self.bias is None:
             return [(self.weight, self.grad_weight)]
         return [(self.weight, self.grad_weight), (self.bias, self.grad_bias)]
+
+    def named_param(self):
+        return [(name, p, g) for name, (p, g) in zip(("weight", "bias"), self.param())]
 
     def __repr__(self):
         return f"Linear({self.in_features}, {self.out_features}, bias={self.bias is not None})"
@@ -201,6 +227,9 @@ class Sequential(Module):
     def param(self):
         return [pair for m in self.modules for pair in m.param()]
 
+    def named_param(self):
+        return [(f"{i}.{name}", p, g) for i, m in enumerate(self.modules) for name, p, g in m.named_param()]
+
     def zero_grad(self):
         if self._layers is None:
             return super().zero_grad()
@@ -217,9 +246,15 @@ class Sequential(Module):
 
 
 class LossMSE(Module):
-    """Mean of (output - target)^2 over all elements, as torch.nn.MSELoss(); backward() needs no argument."""
+    """Mean of (output - target)^2 over all elements, as torch.nn.MSELoss(); backward() needs no argument.
 
-    def __init__(self):
+    With check_finite (the default) a loss that turns NaN or infinite raises FloatingPointError naming
+    the step (the count of forward calls), instead of letting training go on with garbage.
+    """
+
+    def __init__(self, check_finite=True):
+        self.check_finite = check_finite
+        self.steps = 0
         self._grad = None
 
     def forward(self, output, target):
@@ -227,6 +262,10 @@ class LossMSE(Module):
             loss, self._grad = _backend.ops.mse_forward(output, target)
         except _CHECKED as e:
             raise _fail(self, "forward", e) from None
+        self.steps += 1
+        if self.check_finite and not math.isfinite(loss.item()):
+            raise FloatingPointError(f"LossMSE: the loss became {loss.item()} at step {self.steps}; "
+                                     f"lower the learning rate, or pass LossMSE(check_finite=False) to go on")
         return loss
 
     def backward(self, *gradwrtoutput):

@@ -170,3 +170,11 @@ def test_fused_bad_input_names_the_sequential(backend_name):
         opt = dl.SGD([(torch.rand(2, 2), torch.rand(2, 2))], lr=0.1)
         opt._grads[0] = torch.rand(3)
         opt.step()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_mse_forward_overflows_to_inf_like_torch(ops, dtype):
+    big = torch.full((4,), torch.finfo(dtype).max / 2, dtype=dtype)
+    loss, grad = ops.mse_forward(big, -big)
+    assert torch.equal(loss, torch.nn.functional.mse_loss(big, -big))  # inf in float32 and float64
+    assert torch.isfinite(grad).all()
