@@ -132,3 +132,59 @@ def test_sgd_and_unknown_optimizer(small_sets):
     assert result["train_loss_curve"][-1] < result["train_loss_curve"][0]
     with pytest.raises(ValueError, match="unknown optimizer 'rmsprop'"):
         train_model(build_model("mlp"), small_sets, TrainConfig(optimizer="rmsprop"))
+
+
+class PoisonAt(torch.nn.Module):
+    """Wrap a model so that its CALL-th forward pass (from 0) returns NaN logits."""
+
+    def __init__(self, model, call):
+        super().__init__()
+        self.model, self.call, self.calls = model, call, 0
+
+    def forward(self, x):
+        logits, digits = self.model(x)
+        self.calls += 1
+        return (logits * float("nan") if self.calls - 1 == self.call else logits), digits
+
+
+def test_nonfinite_loss_stops_naming_epoch_and_step(small_sets):
+    torch.manual_seed(0)
+    config = TrainConfig(epochs=3, batch_size=50, curves=False)  # 200 pairs: 4 steps an epoch
+    model = PoisonAt(build_model("mlp"), call=5)
+    with pytest.raises(FloatingPointError, match=r"^loss became nan at epoch 2, step 2$"):
+        train_model(model, small_sets, config, seed=0)
+    assert model.calls == 8  # stopped at the end of epoch 2, not trained on
+
+
+def test_nan_input_is_reported_at_the_step_of_its_batch(small_sets):
+    sets = list(small_sets)
+    sets[0] = sets[0].clone()
+    sets[0][17, 1, 3, 4] = float("nan")
+    config = TrainConfig(epochs=2, batch_size=40, normalize=False, swap=False, shift=0, curves=False)
+    # with no swap or shift the epoch's shuffle is the first draw of the run's generator
+    order = torch.randperm(200, generator=torch.Generator().manual_seed(7))
+    step = int((order == 17).nonzero()) // 40 + 1
+    torch.manual_seed(0)
+    with pytest.raises(FloatingPointError, match=rf"^loss became nan at epoch 1, step {step}$"):
+        train_model(build_model("convnet"), sets, config, seed=7)
+
+
+def test_nonfinite_check_can_be_turned_off(small_sets):
+    torch.manual_seed(0)
+    config = TrainConfig(epochs=3, batch_size=50, curves=False, check_finite=False)
+    result = train_model(PoisonAt(build_model("mlp"), call=5), small_sets, config, seed=0)
+    curve = torch.tensor(result["train_loss_curve"])
+    assert len(curve) == 3 and curve[0].isfinite() and curve[1:].isnan().all()
+
+
+def test_study_names_the_model_and_round_of_a_nonfinite_loss(tmp_path, capsys):
+    from minidl.pairs.__main__ import main
+
+    out = tmp_path / "out"
+    code = main(["--models", "mlp,siamese_aux", "--rounds", "2", "--epochs", "2", "--n-pairs", "200",
+                 "--lr", "1e10", "--jobs", "1", "--threads", "1", "--quiet", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "error: FloatingPointError: siamese_aux round 0 (seed 0): loss became nan at epoch" in err
+    assert "1 finished run(s) are kept in" in err  # the mlp survives lr=1e10 for two epochs
+    assert len((out / "rounds.jsonl").read_text().splitlines()) == 1
