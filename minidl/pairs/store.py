@@ -151,8 +151,9 @@ def check_resumable(out_dir, config):
     differences = config_differences(stored, study_settings(config))
     if differences:
         raise StudyStateError(
-            f"--resume: options differ from the study in {Path(out_dir) / CONFIG_FILE} "
-            f"(only --rounds may grow; --jobs, --threads and --allow-nonfinite may change): " + "; ".join(differences))
+            f"--resume: options differ from the study in {Path(out_dir) / CONFIG_FILE} (only "
+            f"--rounds may grow; --jobs, --threads and --allow-nonfinite may change): "
+            + "; ".join(differences))
 
 
 def start_study(out_dir, config, overwrite=False):
@@ -189,8 +190,8 @@ def read_runs(out_dir, repair=False):
             record = json.loads(line)
         except ValueError as e:
             if number < len(lines) or torn:
-                raise StudyStateError(f"{path} line {number} is corrupt ({e}) and is not "
-                                      f"the last line, so not a torn write; fix or remove it") from None
+                raise StudyStateError(f"{path} line {number} is corrupt ({e}) and is not the "
+                                      f"last line, so not a torn write; fix or remove it") from None
             torn = (number, line)
             break
         _check_record(record, f"{path} line {number}")

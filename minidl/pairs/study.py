@@ -72,11 +72,7 @@ def run_one(task, progress=None):
 
 
 def run_study(config, progress=None, finished=(), record=None):
-    """Return one result dict per (round, model), FINISHED runs included and not redone.
-
-    RECORD(run) is called in this process as each new run ends (in completion order);
-    PROGRESS(epochs) as epochs finish.
-    """
+    """All runs in table order, FINISHED ones not redone; RECORD(run) -> run as each new one ends."""
     config.validate()
     done = {(run["model"], run["round"]): run for run in finished}
     tasks = [(name, r, config) for name, r in config.tasks() if (name, r) not in done]

@@ -111,6 +111,37 @@ def check_losses(losses, epoch):
             f"loss became {float(losses[step])} at epoch {epoch + 1}, step {step + 1}")
 
 
+def augmented(train_x, train_y, train_c, mean, std, config, generator):
+    """One epoch's (inputs, targets, classes): digits swapped and shifted, then normalised."""
+    x, c = train_x, train_c  # augment raw pixels, where padding with zeros is background
+    if config.swap:
+        x, c = swap_pairs(x, c, generator)
+    if config.shift:
+        x = shift_digits(x, config.shift, generator)
+    y = (c[:, 0] <= c[:, 1]).long() if config.swap else train_y
+    return (x - mean) / std, y, c
+
+
+def train_epoch(model, optimizer, x, y, c, order, config):
+    """One pass over the batches of ORDER; return (summed loss, per-step losses), both on device."""
+    n = len(order)
+    total = torch.zeros((), device=x.device)  # summed on device: no sync per batch
+    losses = torch.zeros((n + config.batch_size - 1) // config.batch_size, device=x.device)
+    for step, i in enumerate(range(0, n, config.batch_size)):
+        batch = order[i:i + config.batch_size]
+        logits, digits = model(x[batch])
+        loss = F.cross_entropy(logits, y[batch])
+        if digits is not None and config.aux_weight:
+            loss = loss + config.aux_weight * F.cross_entropy(
+                digits.reshape(-1, 10), c[batch].reshape(-1))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        total += loss.detach() * len(batch)
+        losses[step] = loss.detach()  # checked once per epoch, not synced per step
+    return total, losses
+
+
 def train_model(model, data, config, seed=0, progress=None):
     """Train MODEL on DATA (generate_pair_sets' 6-tuple); return a dict of figures and curves."""
     config.validate()
@@ -131,28 +162,9 @@ def train_model(model, data, config, seed=0, progress=None):
     with torch.random.fork_rng(devices=devices):  # dropout draws from the global RNG: seed a copy
         torch.manual_seed(seed)
         for epoch in range(config.epochs):
-            x, c = train_x, train_c  # augment raw pixels, where padding with zeros is background
-            if config.swap:
-                x, c = swap_pairs(x, c, generator)
-            if config.shift:
-                x = shift_digits(x, config.shift, generator)
-            x = (x - mean) / std
-            y = (c[:, 0] <= c[:, 1]).long() if config.swap else train_y
+            x, y, c = augmented(train_x, train_y, train_c, mean, std, config, generator)
             order = torch.randperm(n, generator=generator).to(device)
-            total = torch.zeros((), device=device)  # summed on device: no sync per batch
-            losses = torch.zeros((n + config.batch_size - 1) // config.batch_size, device=device)
-            for step, i in enumerate(range(0, n, config.batch_size)):
-                batch = order[i:i + config.batch_size]
-                logits, digits = model(x[batch])
-                loss = F.cross_entropy(logits, y[batch])
-                if digits is not None and config.aux_weight:
-                    loss = loss + config.aux_weight * F.cross_entropy(
-                        digits.reshape(-1, 10), c[batch].reshape(-1))
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                total += loss.detach() * len(batch)
-                losses[step] = loss.detach()  # checked once per epoch, not synced per step
+            total, losses = train_epoch(model, optimizer, x, y, c, order, config)
             if config.check_finite:
                 check_losses(losses, epoch)
             if schedule is not None:
