@@ -349,7 +349,8 @@ def test_tanh_backward(data):
     y = arg(data, shape, dtype, with_max=True, scale=data.draw(st.sampled_from([0.5, 1.0, 1e3]), label="y scale"),
             max_abs=data.draw(st.sampled_from([None, 1.0]), label="y clamp"))
     G, Y = g.t.double(), y.t.double()
-    ref = G * (1 - Y * Y)
+    # y^2 rounded in the dtype (inf where it overflows there: g * -inf is then NaN, or -inf), the rest exact.
+    ref = G * (1 - (y.t * y.t).double())
     # 1 - y^2 in the dtype: error <= 2 eps (1 + y^2); times g, one more rounding (added by assert_within).
     bound = 2 * _eps(dtype) * _fin(G.abs() * (1 + Y * Y)) + 2 * _sub(dtype)
     aten = torch.ops.aten.tanh_backward(g.t, y.t)
@@ -458,26 +459,31 @@ def test_mlp_backward(data):
     gx_buf = arg(data, tuple(x.t.shape), dtype, writable=True) if data.draw(st.booleans(), label="grad_input") else None
     want_gx = gx_buf is not None
 
-    # Reference chain in float64, with a magnitude bound alongside (|g| through |act'| and |W|).
+    # Reference chain: the gradient g in the dtype (so that it underflows to 0, and 0 * inf is NaN,
+    # where the kernels' does), each product with it in float64, and a float64 magnitude bound
+    # alongside (|g| through |act'| and |W|).
     eps, tiny = _eps(dtype), torch.finfo(dtype).tiny
-    G = gy.t.double()
-    Gabs = G.abs()
+    G = gy.t.clone()
+    Gabs = G.double().abs()
     refs = [None] * layers
     terms = n + sum(sizes) + 3 * layers
     for k in reversed(range(layers)):
-        Y = outs[k].t.double()
+        y = outs[k].t
         if acts[k] == 1:
-            mask = Y <= 0
+            mask = y <= 0
             G, Gabs = G.masked_fill(mask, 0), Gabs.masked_fill(mask, 0)
         elif acts[k] == 2:
-            G, Gabs = G * (1 - Y * Y), _fin(Gabs * (1 + Y * Y))
+            Y = y.double()
+            G, Gabs = G * (1 - y * y), _fin(Gabs * (1 + Y * Y))
         Gabs = _fin(Gabs + tiny)
         X = (outs[k - 1].t if k > 0 else x.t).double()
-        gw = (gw0[k].double() + G.t() @ X, gw0[k].double().abs() + _fin(Gabs.t() @ X.abs()))
-        gb = (gb0[k].double() + G.sum(0), gb0[k].double().abs() + _fin(Gabs.sum(0)))
+        G64 = G.double()
+        gw = (gw0[k].double() + G64.t() @ X, gw0[k].double().abs() + _fin(Gabs.t() @ X.abs()))
+        gb = (gb0[k].double() + G64.sum(0), gb0[k].double().abs() + _fin(Gabs.sum(0)))
         refs[k] = (gw, gb)
-        W = ws[k].t.double()
-        G, Gabs = G @ W, _fin(Gabs @ W.abs())
+        W = ws[k].t
+        G, Gabs = G @ W, _fin(Gabs @ W.double().abs())
+    G = G.double()
     gx_ref = G, Gabs
 
     def bound(mag):
