@@ -24,12 +24,14 @@ at::Tensor linear_backward(const at::Tensor& grad_output, const at::Tensor& inpu
   check_shape(grad_output, {input.size(0), weight.size(0)}, op, "grad_output");
   check_like(grad_weight, weight, op, "grad_weight", "weight");
   check_shape(grad_weight, weight.sizes(), op, "grad_weight");
+  if (grad_bias.has_value()) {  // every check before the first write: a bad call changes nothing
+    check_like(*grad_bias, weight, op, "grad_bias", "weight");
+    check_shape(*grad_bias, {weight.size(0)}, op, "grad_bias");
+  }
   // Accumulate in place: no temporary for the weight gradient.
   grad_weight.addmm_(grad_output.t(), input);
   if (grad_bias.has_value()) {
     at::Tensor gb = *grad_bias;
-    check_like(gb, weight, op, "grad_bias", "weight");
-    check_shape(gb, {weight.size(0)}, op, "grad_bias");
     gb.add_(grad_output.sum(0));
   }
   return at::mm(grad_output, weight);

@@ -39,7 +39,8 @@ std::tuple<at::Tensor, at::Tensor> mse_forward(const at::Tensor& output, const a
         double sum = 0.0;
         for (int64_t i = c * kChunk, end = std::min(n, (c + 1) * kChunk); i < end; ++i) {
           const scalar_t d = op_[i] - tp[i];
-          sum += static_cast<double>(d) * static_cast<double>(d);
+          const scalar_t sq = d * d;  // squared in scalar_t, as torch does: a float32 square may overflow
+          sum += static_cast<double>(sq);
           gp[i] = d * s;
         }
         partial[c] = sum;

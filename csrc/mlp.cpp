@@ -117,6 +117,10 @@ std::vector<at::Tensor> mlp_forward(const at::Tensor& input, at::TensorList weig
       at::Tensor y = at::empty({x.size(0), W.size(0)}, W.options());
       cpu::small_linear_forward(x, W, b, y, act);
       x = y;
+    } else if (x.is_cpu() && b.is_contiguous()) {
+      at::Tensor y = at::mm(x, W.t());  // then bias and activation in one pass over y
+      cpu::bias_activation_(y, b, act);
+      x = y;
     } else {
       x = activate(at::addmm(b, x, W.t()), act);
     }

@@ -37,18 +37,19 @@ void sgd_step_(at::TensorList params, at::TensorList grads, at::TensorList momen
   TORCH_CHECK_VALUE(!use_momentum || momentum_buffers.size() == params.size(), op,
                     ": expected as many momentum_buffers as params (", params.size(), "), got ",
                     momentum_buffers.size());
-  for (size_t i = 0; i < params.size(); ++i) {
+  for (size_t i = 0; i < params.size(); ++i) {  // every check before the first write
     const Indexed name{op, "parameter", i};
-    at::Tensor p = params[i];
-    check_float(p, name, "param");
-    check_like(grads[i], p, name, "grad", "param");
-    check_shape(grads[i], p.sizes(), name, "grad");
-    at::Tensor v;
+    check_float(params[i], name, "param");
+    check_like(grads[i], params[i], name, "grad", "param");
+    check_shape(grads[i], params[i].sizes(), name, "grad");
     if (use_momentum) {
-      v = momentum_buffers[i];
-      check_like(v, p, name, "momentum_buffer", "param");
-      check_shape(v, p.sizes(), name, "momentum_buffer");
+      check_like(momentum_buffers[i], params[i], name, "momentum_buffer", "param");
+      check_shape(momentum_buffers[i], params[i].sizes(), name, "momentum_buffer");
     }
+  }
+  for (size_t i = 0; i < params.size(); ++i) {
+    at::Tensor p = params[i];
+    at::Tensor v = use_momentum ? momentum_buffers[i] : at::Tensor();
     const bool direct = p.is_cpu() && p.is_contiguous() && grads[i].is_contiguous() && (!use_momentum || v.is_contiguous());
     if (!direct) {  // any device, any strides: the same arithmetic through ATen
       at::Tensor d = weight_decay != 0.0 ? grads[i].add(p, weight_decay) : grads[i];

@@ -33,6 +33,8 @@ class SGD:
 
     def step(self):
         """Update every parameter from its gradient, in one kernel call."""
+        if not self._tensors:
+            return
         if self.momentum and not self.buffers:
             self.buffers = [empty(p.shape, dtype=p.dtype, device=p.device).zero_() for p in self._tensors]
         try:

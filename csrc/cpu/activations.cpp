@@ -46,9 +46,9 @@ inline float tanh_f32(float x) {
   float small = ((((-5.70498872745e-3f * s + 2.06390887954e-2f) * s - 5.37397155531e-2f) * s +
                   1.33314422036e-1f) * s - 3.33332819422e-1f) * s * x + x;
   float a = ax < 10.0f ? ax : 10.0f;
-  float large = std::copysign(1.0f - 2.0f / (exp_small_f32(2.0f * a) + 1.0f), x);
-  float y = ax < 0.625f ? small : large;
-  return x != x ? x : y;  // NaN in, NaN out
+  float large = 1.0f - 2.0f / (exp_small_f32(2.0f * a) + 1.0f);
+  float y = std::copysign(ax < 0.625f ? small : large, x);  // tanh is odd: keeps tanh(-0) = -0
+  return x != x ? x : y;                                      // NaN in, NaN out
 }
 
 inline float tanh_any(float x) { return tanh_f32(x); }
@@ -76,6 +76,24 @@ MINIDL_CLONES void relu_backward_loop(const T* g, const T* y, T* out, int64_t n)
   for (int64_t i = 0; i < n; ++i) {
     const T gi = g[i];  // loaded unconditionally, so the loop has no branch and vectorizes
     out[i] = y[i] <= T(0) ? T(0) : gi;
+  }
+}
+
+// y[r, c] = act(y[r, c] + b[c]) over a contiguous [rows, cols] y: a matrix product's epilogue.
+template <typename T, Activation A>
+MINIDL_CLONES void bias_activation_loop(T* y, const T* b, int64_t rows, int64_t cols) {
+  for (int64_t r = 0; r < rows; ++r) {
+    T* yr = y + r * cols;
+    for (int64_t c = 0; c < cols; ++c) {
+      const T v = yr[c] + b[c];
+      if constexpr (A == Activation::Relu) {
+        yr[c] = v < T(0) ? T(0) : v;
+      } else if constexpr (A == Activation::Tanh) {
+        yr[c] = tanh_any(v);
+      } else {
+        yr[c] = v;
+      }
+    }
   }
 }
 
@@ -145,6 +163,19 @@ namespace cpu {
 void activation_out(const at::Tensor& x, at::Tensor& y, Activation act) {
   if (act == Activation::Tanh) apply_unary(x, y, kTanh);
   if (act == Activation::Relu) apply_unary(x, y, kRelu);
+}
+
+void bias_activation_(at::Tensor& y, const at::Tensor& b, Activation act) {
+  AT_DISPATCH_FLOATING_TYPES(y.scalar_type(), "minidl_bias_activation", [&] {
+    scalar_t* yp = y.mutable_data_ptr<scalar_t>();
+    const scalar_t* bp = b.const_data_ptr<scalar_t>();
+    const int64_t cols = y.size(1);
+    at::parallel_for(0, y.size(0), std::max<int64_t>(1, kGrain / std::max<int64_t>(cols, 1)), [&](int64_t r0, int64_t r1) {
+      if (act == Activation::Relu) bias_activation_loop<scalar_t, Activation::Relu>(yp + r0 * cols, bp, r1 - r0, cols);
+      if (act == Activation::Tanh) bias_activation_loop<scalar_t, Activation::Tanh>(yp + r0 * cols, bp, r1 - r0, cols);
+      if (act == Activation::None) bias_activation_loop<scalar_t, Activation::None>(yp + r0 * cols, bp, r1 - r0, cols);
+    });
+  });
 }
 
 void activation_backward_out(const at::Tensor& grad, const at::Tensor& y, at::Tensor& out, Activation act) {

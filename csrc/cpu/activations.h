@@ -9,6 +9,8 @@ namespace cpu {
 
 // y = act(x); y may be x.
 void activation_out(const at::Tensor& x, at::Tensor& y, Activation act);
+// y = act(y + b), b broadcast along the rows of a contiguous [rows, cols] y.
+void bias_activation_(at::Tensor& y, const at::Tensor& b, Activation act);
 // out = grad * act'(from the saved output y); out may be grad.
 void activation_backward_out(const at::Tensor& grad, const at::Tensor& y, at::Tensor& out, Activation act);
 

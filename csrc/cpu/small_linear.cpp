@@ -5,6 +5,7 @@
 #include <ATen/Dispatch.h>
 
 #include <cmath>
+#include <vector>
 
 #include "../clones.h"
 #include "activations.h"
@@ -13,8 +14,9 @@ namespace minidl {
 namespace cpu {
 namespace {
 
+// Narrow outputs (the disk network's last layer): a dot product per output.
 template <typename T>
-MINIDL_CLONES void forward_loop(const T* x, const T* W, const T* b, T* y, int64_t N, int64_t in, int64_t out) {
+MINIDL_CLONES void forward_dot_loop(const T* x, const T* W, const T* b, T* y, int64_t N, int64_t in, int64_t out) {
   for (int64_t n = 0; n < N; ++n) {
     const T* xn = x + n * in;
     for (int64_t o = 0; o < out; ++o) {
@@ -23,6 +25,22 @@ MINIDL_CLONES void forward_loop(const T* x, const T* W, const T* b, T* y, int64_
 #pragma omp simd reduction(+ : acc)
       for (int64_t i = 0; i < in; ++i) acc += xn[i] * wo[i];
       y[n * out + o] = acc + b[o];
+    }
+  }
+}
+
+// Wider outputs: y[n, :] = b + sum_i x[n, i] * Wt[i, :], each term a vectorized pass along the
+// output row (Wt is W transposed, [in, out]).
+template <typename T>
+MINIDL_CLONES void forward_axpy_loop(const T* x, const T* Wt, const T* b, T* y, int64_t N, int64_t in, int64_t out) {
+  for (int64_t n = 0; n < N; ++n) {
+    const T* xn = x + n * in;
+    T* yn = y + n * out;
+    for (int64_t o = 0; o < out; ++o) yn[o] = b[o];
+    for (int64_t i = 0; i < in; ++i) {
+      const T xi = xn[i];
+      const T* wi = Wt + i * out;
+      for (int64_t o = 0; o < out; ++o) yn[o] += xi * wi[o];
     }
   }
 }
@@ -60,9 +78,19 @@ bool small_linear_pays(int64_t batch, int64_t in_features, int64_t out_features)
 
 void small_linear_forward(const at::Tensor& x, const at::Tensor& W, const at::Tensor& b, at::Tensor& y,
                           Activation act) {
+  const int64_t N = x.size(0), in = W.size(1), out = W.size(0);
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "minidl_small_linear_forward", [&] {
-    forward_loop(x.const_data_ptr<scalar_t>(), W.const_data_ptr<scalar_t>(), b.const_data_ptr<scalar_t>(),
-                 y.mutable_data_ptr<scalar_t>(), x.size(0), x.size(1), W.size(0));
+    const scalar_t* w = W.const_data_ptr<scalar_t>();
+    const scalar_t* xp = x.const_data_ptr<scalar_t>();
+    scalar_t* yp = y.mutable_data_ptr<scalar_t>();
+    if (out < 8 || N == 1) {
+      forward_dot_loop(xp, w, b.const_data_ptr<scalar_t>(), yp, N, in, out);
+      return;
+    }
+    std::vector<scalar_t> wt(in * out);  // W transposed: a few hundred values, reused for every row
+    for (int64_t o = 0; o < out; ++o)
+      for (int64_t i = 0; i < in; ++i) wt[i * out + o] = w[o * in + i];
+    forward_axpy_loop(xp, wt.data(), b.const_data_ptr<scalar_t>(), yp, N, in, out);
   });
   activation_out(y, y, act);
 }
