@@ -71,5 +71,6 @@ void sgd_step_(at::TensorList params, at::TensorList grads, at::TensorList momen
 
 }  // namespace minidl
 
-TORCH_LIBRARY_IMPL(minidl, CPU, m) { m.impl("sgd_step_", &minidl::sgd_step_); }
-TORCH_LIBRARY_IMPL(minidl, CUDA, m) { m.impl("sgd_step_", &minidl::sgd_step_); }
+// Device-generic (a CPU loop, else ATen), and registered so that it also runs with empty lists,
+// which have no tensor to pick a device key from: a model without parameters steps as a no-op.
+TORCH_LIBRARY_IMPL(minidl, CompositeExplicitAutograd, m) { m.impl("sgd_step_", &minidl::sgd_step_); }

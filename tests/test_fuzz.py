@@ -695,10 +695,8 @@ def test_invalid_input_is_rejected_alike(op, data):
             raised[name] = type(e)
             message = str(e)
             assert f"minidl.{op}" in message, (name, message)
-            # Nothing changed before the error... except where the C++ kernels check as they go
-            # (see the xfail tests below).
-            partial = name == "cpp" and op in ("linear_backward", "sgd_step_")
-            assert partial or _same_state(call_args, args), f"{name} {op} modified its arguments, then raised"
+            # Nothing changed before the error: every kernel checks all its arguments first.
+            assert _same_state(call_args, args), f"{name} {op} modified its arguments, then raised"
         else:
             raised[name] = None
     # Some corruptions leave a valid call (another batch size, any shape for tanh): then both must
@@ -707,8 +705,7 @@ def test_invalid_input_is_rejected_alike(op, data):
     event(f"{kind}: {'accepted' if None in raised.values() else 'rejected'}")
 
 
-# --- findings: the C++ and Python backends disagree (strict xfail until the kernels are fixed) ---
-@pytest.mark.xfail(strict=True, reason="C++ mse_forward sums float32 squares in double; Python overflows to inf")
+# --- regressions: what the fuzzer found in the C++ kernels, fixed since ---
 def test_mse_float32_overflow_agrees():
     require_cpp()
     from minidl.kernels import cpp
@@ -716,7 +713,6 @@ def test_mse_float32_overflow_agrees():
     assert_same(cpp.mse_forward(o, t)[0], python_kernels.mse_forward(o, t)[0], "mse loss")
 
 
-@pytest.mark.xfail(strict=True, reason="C++ linear_backward adds into grad_weight before it checks grad_bias")
 def test_linear_backward_invalid_grad_bias_leaves_grad_weight():
     require_cpp()
     from minidl.kernels import cpp
@@ -726,7 +722,6 @@ def test_linear_backward_invalid_grad_bias_leaves_grad_weight():
     assert gw.abs().sum() == 0, gw
 
 
-@pytest.mark.xfail(strict=True, reason="C++ sgd_step_ updates earlier params before it checks later ones")
 def test_sgd_step_invalid_param_leaves_the_others():
     require_cpp()
     from minidl.kernels import cpp
@@ -736,17 +731,14 @@ def test_sgd_step_invalid_param_leaves_the_others():
     assert torch.equal(p[0], torch.ones(3)), p[0]
 
 
-@pytest.mark.xfail(strict=True, raises=NotImplementedError,
-                   reason="torch.ops.minidl.sgd_step_ with only empty lists has no tensor to dispatch on")
 def test_sgd_step_without_params():
-    """A model without parameters (Sequential(ReLU())) steps as a no-op on the Python backend."""
+    """A model without parameters (Sequential(ReLU())) steps as a no-op on both backends."""
     require_cpp()
     from minidl.kernels import cpp
     python_kernels.sgd_step_([], [], [], 0.1, 0.9, 0.0)
     cpp.sgd_step_([], [], [], 0.1, 0.9, 0.0)
 
 
-@pytest.mark.xfail(strict=True, reason="C++ float32 tanh: p * s * x + x is +0.0 at x = -0.0 (torch: -0.0)")
 def test_tanh_float32_keeps_negative_zero():
     require_cpp()
     from minidl.kernels import cpp

@@ -81,8 +81,7 @@ def test_nonfinite_loss_stops_training_and_names_the_step(backend_name):
     assert not torch.isfinite(lenient.forward(torch.tensor([float("nan")]), torch.tensor([0.0])))
 
 
-def _train(seed, steps, out):
-    net = _net(seed)
+def _train(net, seed, steps, out):
     crit, opt = dl.LossMSE(), dl.SGD(net.param(), lr=0.05, momentum=0.9)
     gen = torch.Generator().manual_seed(seed)
     for _ in range(steps):
@@ -95,11 +94,11 @@ def _train(seed, steps, out):
 
 
 def test_two_threads_train_like_one_after_the_other(backend_name):
-    alone = {}
-    _train(1, 300, alone)
-    _train(2, 300, alone)
-    together = {}
-    threads = [threading.Thread(target=_train, args=(s, 300, together)) for s in (1, 2)]
+    # The networks are built first: torch's global generator, which initialises them, is shared.
+    alone, together = {}, {}
+    for s in (1, 2):
+        _train(_net(s), s, 300, alone)
+    threads = [threading.Thread(target=_train, args=(_net(s), s, 300, together)) for s in (1, 2)]
     for t in threads:
         t.start()
     for t in threads:
