@@ -19,6 +19,14 @@ def require_cpp():
         pytest.skip(f"C++ extension unavailable: {backend._cpp_error}")
 
 
+@pytest.fixture(autouse=True)
+def restore_grad_mode():
+    """Examples run in-process turn autograd off globally; give every test the mode it started with."""
+    enabled = torch.is_grad_enabled()
+    yield
+    torch.set_grad_enabled(enabled)
+
+
 @pytest.fixture(params=BACKENDS)
 def backend_name(request):
     """Run the test once per backend, restoring the previous backend afterwards."""

@@ -188,3 +188,19 @@ def test_study_names_the_model_and_round_of_a_nonfinite_loss(tmp_path, capsys):
     assert "error: FloatingPointError: siamese_aux round 0 (seed 0): loss became nan at epoch" in err
     assert "1 finished run(s) are kept in" in err  # the mlp survives lr=1e10 for two epochs
     assert len((out / "rounds.jsonl").read_text().splitlines()) == 1
+
+
+def test_training_works_with_autograd_globally_off():
+    """minidl users turn autograd off globally (torch.set_grad_enabled(False)); the study trains the same."""
+    data = generate_pair_sets(100, seed=0)
+    config = TrainConfig(epochs=2, curves=False)
+    torch.manual_seed(0)
+    reference = train_model(build_model("mlp"), data, config, seed=0)
+    torch.set_grad_enabled(False)
+    try:
+        torch.manual_seed(0)
+        result = train_model(build_model("mlp"), data, config, seed=0)
+    finally:
+        torch.set_grad_enabled(True)
+    assert result["train_loss_curve"] == reference["train_loss_curve"]
+    assert result["test_error"] == reference["test_error"]

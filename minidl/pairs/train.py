@@ -159,7 +159,9 @@ def train_model(model, data, config, seed=0, progress=None):
     curves = {"train_loss_curve": [], "train_error_curve": [], "test_error_curve": []}
     devices = [device.index or 0] if device.type == "cuda" else []
     start = time.perf_counter()
-    with torch.random.fork_rng(devices=devices):  # dropout draws from the global RNG: seed a copy
+    # Dropout draws from the global RNG: seed a copy. Autograd on here, whatever the caller set
+    # (minidl's own examples turn it off globally).
+    with torch.random.fork_rng(devices=devices), torch.enable_grad():
         torch.manual_seed(seed)
         for epoch in range(config.epochs):
             x, y, c = augmented(train_x, train_y, train_c, mean, std, config, generator)
