@@ -10,19 +10,22 @@ from pathlib import Path
 import pytest
 import torch
 
+import minidl
+
 from minidl.pairs.__main__ import main
 from minidl.pairs.study import StudyConfig, run_one
 from minidl.pairs.train import TrainConfig
 
 from test_pairs_data import write_mnist
 
-REPO = Path(__file__).resolve().parents[1]
+# Subprocesses import the same minidl as this process: the installed one, else the checkout.
+PACKAGE_ROOT = Path(minidl.__file__).resolve().parents[1]
 
 
 def run_cli(*args):
-    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    env = {**os.environ, "PYTHONPATH": str(PACKAGE_ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     return subprocess.run([sys.executable, "-m", "minidl.pairs", *args], capture_output=True,
-                          text=True, env=env, cwd=REPO, timeout=300)
+                          text=True, env=env, cwd=PACKAGE_ROOT, timeout=300)
 
 
 def test_tiny_study_writes_table_json_csv_and_plots(tmp_path):
