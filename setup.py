@@ -8,6 +8,7 @@ Environment switches:
 """
 import glob
 import os
+import shutil
 
 from setuptools import setup
 
@@ -58,7 +59,21 @@ def _extensions():
     else:
         ext = CppExtension("minidl._C", sources, extra_compile_args=extra, extra_link_args=ldflags)
     _write_build_info(torch.__version__, with_cuda)
-    return [ext], {"build_ext": BuildExtension}
+
+    class BuildExtensionBesideSources(BuildExtension):
+        """Also copy the built extension into the checkout's minidl/, so that commands run from the
+        checkout (python -m minidl.bench, python -c "import minidl"), whose minidl/ shadows the
+        installed package, find the C++ kernels too."""
+
+        def run(self):
+            super().run()
+            if self.inplace or sanitize:  # a sanitized build needs its runtime preloaded: keep it apart
+                return
+            for e in self.extensions:
+                built = self.get_ext_fullpath(e.name)
+                shutil.copyfile(built, os.path.join(HERE, "minidl", os.path.basename(built)))
+
+    return [ext], {"build_ext": BuildExtensionBesideSources}
 
 
 ext_modules, cmdclass = _extensions()
