@@ -71,7 +71,10 @@ def _extensions():
                 return
             for e in self.extensions:
                 built = self.get_ext_fullpath(e.name)
-                shutil.copyfile(built, os.path.join(HERE, "minidl", os.path.basename(built)))
+                try:
+                    shutil.copyfile(built, os.path.join(HERE, "minidl", os.path.basename(built)))
+                except OSError as err:  # a read-only checkout: the installed package is complete anyway
+                    print(f"minidl: could not copy {built} into the checkout: {err}")
 
     return [ext], {"build_ext": BuildExtensionBesideSources}
 
