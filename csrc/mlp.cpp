@@ -1,8 +1,8 @@
 // A whole stack of Linear(+activation) layers, forward or backward, in one call: what
 // minidl.Sequential runs when it holds only Linear, ReLU and Tanh modules. One call instead of
 // one per module removes the per-call cost that dominates small networks. The same code serves
-// CPU and CUDA: matrix products through ATen; activations in place on the CPU, else through
-// the registered minidl ops (the CUDA kernels).
+// CPU and CUDA: matrix products through ATen; bias and activation fused into one pass on the
+// CPU, else through the registered minidl ops (the CUDA kernels).
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/dispatch/Dispatcher.h>
@@ -28,13 +28,9 @@ c10::TypedOperatorHandle<BinaryOp> binary_op(const char* name) {
   return c10::Dispatcher::singleton().findSchemaOrThrow(name, "").typed<BinaryOp>();
 }
 
-// act(y), overwriting y (which the caller owns and made contiguous) where it can.
-at::Tensor activate(at::Tensor y, Activation act) {
+// act(y) off the CPU, through the registered op (the CUDA kernel).
+at::Tensor activate(const at::Tensor& y, Activation act) {
   if (act == Activation::None) return y;
-  if (y.is_cpu()) {
-    cpu::activation_out(y, y, act);
-    return y;
-  }
   static auto tanh_op = unary_op("minidl::tanh_forward");
   static auto relu_op = unary_op("minidl::relu_forward");
   return (act == Activation::Tanh ? tanh_op : relu_op).call(y);
@@ -117,9 +113,9 @@ std::vector<at::Tensor> mlp_forward(const at::Tensor& input, at::TensorList weig
       at::Tensor y = at::empty({x.size(0), W.size(0)}, W.options());
       cpu::small_linear_forward(x, W, b, y, act);
       x = y;
-    } else if (x.is_cpu() && b.is_contiguous()) {
+    } else if (x.is_cpu()) {
       at::Tensor y = at::mm(x, W.t());  // then bias and activation in one pass over y
-      cpu::bias_activation_(y, b, act);
+      cpu::bias_activation_(y, b.contiguous(), act);
       x = y;
     } else {
       x = activate(at::addmm(b, x, W.t()), act);

@@ -75,7 +75,7 @@ def mlp_backward(grad_output, input, outputs, weights, grad_weights, grad_biases
         if k > 0:
             g = g.mm(weights[k])
         elif grad_input is not None:
-            grad_input.copy_(g.mm(weights[0]))
+            grad_input.addmm_(g, weights[0], beta=0)  # written in place: no temporary to copy
 
 
 def mse_forward(output, target):
