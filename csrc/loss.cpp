@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "checks.h"
+#include "cpu/block_cache.h"
 
 namespace minidl {
 
@@ -23,7 +24,7 @@ std::tuple<at::Tensor, at::Tensor> mse_forward(const at::Tensor& output, const a
     return {loss, diff.mul_(scale)};
   }
   at::Tensor o = output.contiguous(), t = target.contiguous();
-  at::Tensor grad = at::empty_like(o, at::MemoryFormat::Contiguous);
+  at::Tensor grad = cpu::empty_output_like(o);
   at::Tensor loss = at::empty({}, o.options());
   AT_DISPATCH_FLOATING_TYPES(o.scalar_type(), "minidl_mse", [&] {
     const scalar_t* op_ = o.const_data_ptr<scalar_t>();

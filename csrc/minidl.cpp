@@ -3,10 +3,45 @@
 #include <Python.h>
 #include <torch/library.h>
 
+#include "cpu/block_cache.h"
+
+namespace {
+
+// Python functions of minidl._C for the CPU block cache (minidl.memory wraps them).
+PyObject* cpu_cache_info(PyObject*, PyObject*) {
+  const auto i = minidl::cpu::cache_info();
+  return Py_BuildValue("(LLLL)", static_cast<long long>(i.cached_bytes), static_cast<long long>(i.limit_bytes),
+                       static_cast<long long>(i.hits), static_cast<long long>(i.misses));
+}
+
+PyObject* empty_cpu_cache(PyObject*, PyObject*) {
+  minidl::cpu::empty_cache();
+  Py_RETURN_NONE;
+}
+
+PyObject* set_cpu_cache_limit(PyObject*, PyObject* arg) {
+  const long long bytes = PyLong_AsLongLong(arg);
+  if (bytes == -1 && PyErr_Occurred()) return nullptr;
+  if (bytes < 0) {
+    PyErr_Format(PyExc_ValueError, "minidl.set_cpu_cache_limit: expected a limit >= 0 bytes, got %lld", bytes);
+    return nullptr;
+  }
+  minidl::cpu::set_cache_limit(bytes);
+  Py_RETURN_NONE;
+}
+
+PyMethodDef methods[] = {
+    {"_cpu_cache_info", cpu_cache_info, METH_NOARGS, "(cached bytes, limit bytes, hits, misses)"},
+    {"_empty_cpu_cache", empty_cpu_cache, METH_NOARGS, "Unmap every cached block."},
+    {"_set_cpu_cache_limit", set_cpu_cache_limit, METH_O, "Keep at most this many bytes of freed blocks."},
+    {nullptr, nullptr, 0, nullptr}};
+
+}  // namespace
+
 extern "C" {
 // `import minidl._C` loads this library, which runs the TORCH_LIBRARY registrations below.
 PyObject* PyInit__C(void) {
-  static struct PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1, nullptr};
+  static struct PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1, methods};
   return PyModule_Create(&module_def);
 }
 }

@@ -13,6 +13,7 @@
 #include "activation.h"
 #include "checks.h"
 #include "cpu/activations.h"
+#include "cpu/block_cache.h"
 #include "cpu/small_linear.h"
 
 namespace minidl {
@@ -40,7 +41,7 @@ at::Tensor activate(const at::Tensor& y, Activation act) {
 at::Tensor activate_backward(const at::Tensor& grad, const at::Tensor& y, Activation act, bool grad_is_ours) {
   if (act == Activation::None) return grad;
   if (y.is_cpu() && y.is_contiguous() && grad.is_contiguous()) {
-    at::Tensor out = grad_is_ours ? grad : at::empty_like(y);
+    at::Tensor out = grad_is_ours ? grad : cpu::empty_output_like(y);
     cpu::activation_backward_out(grad, y, out, act);
     return out;
   }
@@ -110,11 +111,12 @@ std::vector<at::Tensor> mlp_forward(const at::Tensor& input, at::TensorList weig
     const at::Tensor &W = weights[i], &b = biases[i];
     const auto act = static_cast<Activation>(activations[i]);
     if (x.is_cpu() && all_contiguous({&x, &W, &b}) && cpu::small_linear_pays(x.size(0), W.size(1), W.size(0))) {
-      at::Tensor y = at::empty({x.size(0), W.size(0)}, W.options());
+      at::Tensor y = cpu::empty_output({x.size(0), W.size(0)}, W.options());
       cpu::small_linear_forward(x, W, b, y, act);
       x = y;
     } else if (x.is_cpu()) {
-      at::Tensor y = at::mm(x, W.t());  // then bias and activation in one pass over y
+      at::Tensor y = cpu::empty_output({x.size(0), W.size(0)}, W.options());
+      at::mm_out(y, x, W.t());  // then bias and activation in one pass over y
       cpu::bias_activation_(y, b.contiguous(), act);
       x = y;
     } else {
@@ -159,7 +161,7 @@ void mlp_backward(const at::Tensor& grad_output, const at::Tensor& input, at::Te
         cpu::small_linear_pays(x.size(0), W.size(1), W.size(0))) {
       if (!ours && act != Activation::None) g = g.clone();
       at::Tensor gx;
-      if (want_gx) gx = (k == 0 && grad_input->is_contiguous()) ? *grad_input : at::empty(x.sizes(), x.options());
+      if (want_gx) gx = (k == 0 && grad_input->is_contiguous()) ? *grad_input : cpu::empty_output(x.sizes(), x.options());
       cpu::small_linear_backward(g, y, x, W, gw, gb, gx, act);
       if (k == 0 && want_gx && !gx.is_same(*grad_input)) {
         at::Tensor out = *grad_input;

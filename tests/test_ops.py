@@ -87,6 +87,14 @@ def test_tanh_float32_accuracy_over_its_range(ops):
     assert ((y - ref).abs() / ref.abs().clamp(min=1e-300)).max().item() <= 4e-7
 
 
+def test_tanh_float32_is_within_one_ulp(ops):
+    """Against tanh rounded from float64, on a dense sweep: at most 1 unit in the last place."""
+    x = torch.cat([torch.linspace(-10, 10, 2 ** 21), torch.logspace(-8, 1, 20000), -torch.logspace(-8, 1, 20000)])
+    y, ref = ops.tanh_forward(x), x.double().tanh().float()
+    ulp = (torch.nextafter(ref.abs(), torch.tensor(float("inf"))) - ref.abs()).double()
+    assert ((y.double() - ref.double()).abs() / ulp).max().item() <= 1
+
+
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 def test_special_values_follow_torch(ops, dtype):
     x = torch.tensor([float("nan"), float("inf"), -float("inf"), 0.0, -0.0, 1e-30, -1e-30, 50.0, -50.0],

@@ -1,0 +1,176 @@
+// A cache of large freed CPU blocks, the CPU twin of PyTorch's CUDA caching allocator.
+//
+// Why: glibc serves blocks over 32 MiB with mmap and unmaps them on free, so every fresh large
+// output is page-faulted and zeroed by the kernel again, page by page. Measured on the project's
+// VM: copying 64 MiB into a fresh tensor takes 3.4x as long as into a reused one. Freed blocks
+// kept here, sized in 2 MiB steps, aligned to 2 MiB and advised as transparent huge pages
+// (one fault per 2 MiB when they are new), make a training loop's large outputs free to allocate.
+#include "block_cache.h"
+
+#include <ATen/EmptyTensor.h>
+#include <c10/core/Allocator.h>
+#include <c10/util/Exception.h>
+
+#include <cstdlib>
+#include <deque>
+#include <mutex>
+#include <string>
+
+#if defined(__unix__) || defined(__APPLE__)
+#include <sys/mman.h>
+#define MINIDL_HAVE_MMAP 1
+#endif
+
+namespace minidl {
+namespace cpu {
+namespace {
+
+constexpr size_t kHugePage = size_t(2) << 20;
+constexpr int64_t kDefaultLimitMiB = 256;
+
+struct Block {
+  void* ptr;
+  size_t size;
+};
+
+int64_t limit_from_env() {
+  const char* mib = std::getenv("MINIDL_CPU_CACHE_MB");
+  if (mib == nullptr || *mib == '\0') return kDefaultLimitMiB << 20;
+  char* end = nullptr;
+  const long long v = std::strtoll(mib, &end, 10);
+  if (end != mib && *end == '\0' && v >= 0 && v < (int64_t(1) << 40)) return static_cast<int64_t>(v) << 20;
+  TORCH_WARN("minidl: MINIDL_CPU_CACHE_MB must be a whole number of MiB >= 0, got '", mib, "'; using ",
+             kDefaultLimitMiB);
+  return kDefaultLimitMiB << 20;
+}
+
+#ifdef MINIDL_HAVE_MMAP
+// `size` bytes (a multiple of 2 MiB) at a 2 MiB boundary, so that whole huge pages can back them.
+void* map_block(size_t size) {
+  void* raw = mmap(nullptr, size + kHugePage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (raw == MAP_FAILED) return nullptr;
+  const uintptr_t start = reinterpret_cast<uintptr_t>(raw);
+  const uintptr_t aligned = (start + kHugePage - 1) & ~(uintptr_t(kHugePage) - 1);
+  if (aligned > start) munmap(raw, aligned - start);
+  const uintptr_t end = start + size + kHugePage;
+  if (end > aligned + size) munmap(reinterpret_cast<void*>(aligned + size), end - (aligned + size));
+#ifdef MADV_HUGEPAGE
+  madvise(reinterpret_cast<void*>(aligned), size, MADV_HUGEPAGE);  // advice only: fine if refused
+#endif
+  return reinterpret_cast<void*>(aligned);
+}
+
+void unmap_block(const Block& b) { munmap(b.ptr, b.size); }
+#endif
+
+class BlockCache final : public c10::Allocator {
+ public:
+  c10::DataPtr allocate(size_t n) override {
+#ifdef MINIDL_HAVE_MMAP
+    const size_t size = (std::max<size_t>(n, 1) + kHugePage - 1) & ~(kHugePage - 1);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      for (auto it = free_.rbegin(); it != free_.rend(); ++it) {  // the most recently freed first
+        if ((*it)->size != size) continue;
+        Block* b = *it;
+        free_.erase(std::next(it).base());
+        cached_ -= static_cast<int64_t>(size);
+        ++hits_;
+        return {b->ptr, b, &BlockCache::release, c10::Device(c10::DeviceType::CPU)};
+      }
+      ++misses_;
+    }
+    void* p = map_block(size);
+    if (p == nullptr) {
+      empty();  // give the cache back and try once more before reporting
+      p = map_block(size);
+    }
+    TORCH_CHECK_WITH(OutOfMemoryError, p != nullptr, "minidl: could not allocate ", n, " bytes of CPU memory");
+    return {p, new Block{p, size}, &BlockCache::release, c10::Device(c10::DeviceType::CPU)};
+#else
+    return c10::GetDefaultCPUAllocator()->allocate(n);
+#endif
+  }
+
+  void copy_data(void* dest, const void* src, std::size_t count) const override {
+    default_copy_data(dest, src, count);
+  }
+
+  CacheInfo info() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return {cached_, limit_, hits_, misses_};
+  }
+
+  void set_limit(int64_t bytes) {
+    std::lock_guard<std::mutex> lock(mu_);
+    limit_ = bytes;
+    trim_locked();
+  }
+
+  void empty() {
+    std::lock_guard<std::mutex> lock(mu_);
+    const int64_t limit = limit_;
+    limit_ = 0;
+    trim_locked();
+    limit_ = limit;
+  }
+
+  static BlockCache& get() {
+    static BlockCache* cache = new BlockCache();  // never destroyed: tensors may be freed at exit
+    return *cache;
+  }
+
+ private:
+  BlockCache() : limit_(limit_from_env()) {}
+
+  static void release(void* ctx) {
+    Block* b = static_cast<Block*>(ctx);
+    BlockCache& c = get();
+    std::lock_guard<std::mutex> lock(c.mu_);
+    c.free_.push_back(b);
+    c.cached_ += static_cast<int64_t>(b->size);
+    c.trim_locked();
+  }
+
+  // Unmaps the least recently freed blocks until the cache is within its limit.
+  void trim_locked() {
+#ifdef MINIDL_HAVE_MMAP
+    while (cached_ > limit_ && !free_.empty()) {
+      Block* b = free_.front();
+      free_.pop_front();
+      cached_ -= static_cast<int64_t>(b->size);
+      unmap_block(*b);
+      delete b;
+    }
+#endif
+  }
+
+  std::mutex mu_;
+  std::deque<Block*> free_;  // least recently freed at the front
+  int64_t cached_ = 0;
+  int64_t limit_;
+  int64_t hits_ = 0, misses_ = 0;
+};
+
+}  // namespace
+
+at::Tensor empty_output(at::IntArrayRef sizes, const at::TensorOptions& options) {
+  TORCH_INTERNAL_ASSERT(options.device().is_cpu());
+  const int64_t numel = c10::multiply_integers(sizes);
+  const size_t nbytes = static_cast<size_t>(numel) * c10::elementSize(c10::typeMetaToScalarType(options.dtype()));
+  if (nbytes < kCachedMin || BlockCache::get().info().limit_bytes == 0) return at::empty(sizes, options);
+  return at::detail::empty_generic(sizes, &BlockCache::get(), c10::DispatchKeySet(c10::DispatchKey::CPU),
+                                   c10::typeMetaToScalarType(options.dtype()), c10::MemoryFormat::Contiguous);
+}
+
+at::Tensor empty_output_like(const at::Tensor& like) { return empty_output(like.sizes(), like.options()); }
+
+CacheInfo cache_info() { return BlockCache::get().info(); }
+void empty_cache() { BlockCache::get().empty(); }
+void set_cache_limit(int64_t bytes) {
+  TORCH_CHECK_VALUE(bytes >= 0, "minidl.set_cpu_cache_limit: expected a limit >= 0 bytes, got ", bytes);
+  BlockCache::get().set_limit(bytes);
+}
+
+}  // namespace cpu
+}  // namespace minidl

@@ -1,0 +1,40 @@
+"""The C++ kernels' cache of large freed CPU blocks (outputs of 4 MiB or more): inspect, limit, empty.
+
+glibc returns blocks over 32 MiB to the operating system on free, so each fresh large output
+would be page-faulted and zeroed again; the cache keeps up to `MINIDL_CPU_CACHE_MB` (default
+256) MiB of freed blocks for reuse. The Python kernels allocate through torch and are unaffected.
+"""
+from collections import namedtuple
+
+from . import backend as _backend
+
+CacheInfo = namedtuple("CacheInfo", "cached_bytes limit_bytes hits misses")
+
+
+def _ext():
+    if not _backend.cpp_available():
+        return None
+    import minidl._C as ext
+    return ext
+
+
+def cpu_cache_info():
+    """CacheInfo(cached_bytes, limit_bytes, hits, misses); all zero without the C++ extension."""
+    ext = _ext()
+    return CacheInfo(*ext._cpu_cache_info()) if ext else CacheInfo(0, 0, 0, 0)
+
+
+def empty_cpu_cache():
+    """Return every cached block to the operating system (tensors in use are untouched)."""
+    ext = _ext()
+    if ext:
+        ext._empty_cpu_cache()
+
+
+def set_cpu_cache_limit(nbytes):
+    """Keep at most `nbytes` of freed blocks; 0 turns the cache off."""
+    if isinstance(nbytes, bool) or not isinstance(nbytes, int) or nbytes < 0:
+        raise ValueError(f"minidl.set_cpu_cache_limit: expected a whole number of bytes >= 0, got {nbytes!r}")
+    ext = _ext()
+    if ext:
+        ext._set_cpu_cache_limit(nbytes)

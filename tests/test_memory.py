@@ -1,0 +1,140 @@
+"""The C++ kernels' cache of large freed CPU blocks: reuse, limits, aliasing, threads, errors."""
+import io
+import os
+import subprocess
+import sys
+import threading
+
+import pytest
+import torch
+
+import minidl
+from conftest import require_cpp
+
+BIG = 2 ** 21  # float32 elements: 8 MiB, above the 4 MiB from which outputs are cached
+
+
+@pytest.fixture
+def ops():
+    require_cpp()
+    from minidl.kernels import cpp
+    limit = minidl.cpu_cache_info().limit_bytes
+    minidl.empty_cpu_cache()
+    yield cpp
+    minidl.set_cpu_cache_limit(limit)
+    minidl.empty_cpu_cache()
+
+
+def test_a_freed_output_is_reused(ops):
+    x = torch.randn(BIG)
+    y = ops.relu_forward(x)
+    first, before = y.data_ptr(), minidl.cpu_cache_info()
+    del y
+    assert minidl.cpu_cache_info().cached_bytes == before.cached_bytes + 8 * 2 ** 20
+    y = ops.tanh_forward(x)
+    after = minidl.cpu_cache_info()
+    assert y.data_ptr() == first
+    assert (after.hits, after.misses) == (before.hits + 1, before.misses)
+    torch.testing.assert_close(y, torch.tanh(x))
+
+
+def test_live_outputs_never_share_memory(ops):
+    xs = [torch.randn(BIG) for _ in range(3)]
+    ys = [ops.relu_forward(x) for x in xs]
+    assert len({y.data_ptr() for y in ys}) == 3
+    for x, y in zip(xs, ys):
+        assert torch.equal(y, torch.relu(x))
+
+
+def test_small_outputs_bypass_the_cache(ops):
+    start = minidl.cpu_cache_info()
+    y = ops.relu_forward(torch.randn(1000, 1000))  # 4,000,000 bytes: just under 4 MiB
+    del y
+    assert minidl.cpu_cache_info() == start
+
+
+def test_every_large_output_comes_from_the_cache(ops):
+    x, g = torch.randn(512, 4096), torch.randn(512, 4096)
+    start = minidl.cpu_cache_info()
+    ops.tanh_backward(g, ops.tanh_forward(x))
+    ops.relu_backward(g, ops.relu_forward(x))
+    _, grad = ops.mse_forward(x, g)
+    end = minidl.cpu_cache_info()
+    assert (end.hits + end.misses) - (start.hits + start.misses) == 5
+    torch.testing.assert_close(grad, 2 * (x - g) / x.numel())
+
+
+def test_the_limit_bounds_what_is_kept(ops):
+    minidl.set_cpu_cache_limit(16 * 2 ** 20)
+    ys = [ops.relu_forward(torch.randn(BIG)) for _ in range(3)]
+    del ys
+    assert minidl.cpu_cache_info().cached_bytes == 16 * 2 ** 20
+    minidl.set_cpu_cache_limit(8 * 2 ** 20)  # lowering the limit releases the excess at once
+    assert minidl.cpu_cache_info().cached_bytes == 8 * 2 ** 20
+    minidl.empty_cpu_cache()
+    assert minidl.cpu_cache_info().cached_bytes == 0
+
+
+def test_a_zero_limit_turns_the_cache_off(ops):
+    minidl.set_cpu_cache_limit(0)
+    start = minidl.cpu_cache_info()
+    x = torch.randn(BIG)
+    y = ops.relu_forward(x)
+    del y
+    assert minidl.cpu_cache_info() == start
+    assert torch.equal(ops.relu_forward(x), torch.relu(x))
+
+
+def test_cached_outputs_behave_like_any_tensor(ops):
+    x = torch.randn(BIG)
+    y = ops.relu_forward(x)
+    y.resize_(2 * BIG)  # the storage grows through the same allocator, keeping its contents
+    assert torch.equal(y[:BIG], torch.relu(x))
+    buf = io.BytesIO()
+    torch.save(y[:BIG].clone(), buf)
+    buf.seek(0)
+    assert torch.equal(torch.load(buf), torch.relu(x))
+    assert y.numpy().shape == (2 * BIG,)
+
+
+def test_threads_sharing_the_cache_get_right_answers(ops):
+    errors = []
+
+    def work(seed):
+        gen = torch.Generator().manual_seed(seed)
+        for _ in range(20):
+            x = torch.randn(BIG, generator=gen)
+            if not torch.equal(ops.relu_forward(x), torch.relu(x)):
+                errors.append(seed)
+
+    threads = [threading.Thread(target=work, args=(s,)) for s in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, "1", True])
+def test_a_bad_limit_is_refused(bad):
+    with pytest.raises(ValueError, match=r"minidl.set_cpu_cache_limit: expected a whole number of bytes >= 0"):
+        minidl.set_cpu_cache_limit(bad)
+
+
+def _limit_with_env(value):
+    env = dict(os.environ, MINIDL_CPU_CACHE_MB=value)
+    code = "import minidl; print(minidl.cpu_cache_info().limit_bytes)"
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+
+
+def test_the_environment_sets_the_limit():
+    require_cpp()
+    assert _limit_with_env("64").stdout.split() == [str(64 * 2 ** 20)]
+    assert _limit_with_env("0").stdout.split() == ["0"]
+
+
+def test_a_bad_environment_value_warns_and_keeps_the_default():
+    require_cpp()
+    run = _limit_with_env("lots")
+    assert run.stdout.split() == [str(256 * 2 ** 20)]
+    assert "MINIDL_CPU_CACHE_MB must be a whole number of MiB >= 0, got 'lots'" in run.stderr
