@@ -72,7 +72,8 @@ TORCH_LIBRARY(minidl, m) {
   // (mean((output - target)^2), 2 (output - target) / numel)
   m.def("mse_forward(Tensor output, Tensor target) -> (Tensor, Tensor)");
   // One SGD step of every parameter (torch.optim.SGD's arithmetic); buffers start at zero.
+  // zero_grads: then set each gradient to zero in the same pass (saves zero_grad's pass over memory).
   m.def(
-      "sgd_step_(Tensor(a!)[] params, Tensor[] grads, Tensor(b!)[] momentum_buffers, float lr, float momentum, "
-      "float weight_decay) -> ()");
+      "sgd_step_(Tensor(a!)[] params, Tensor(c!)[] grads, Tensor(b!)[] momentum_buffers, float lr, float momentum, "
+      "float weight_decay, bool zero_grads=False) -> ()");
 }

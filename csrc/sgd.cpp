@@ -1,6 +1,7 @@
 // One SGD step over every parameter in one call, the same arithmetic as torch.optim.SGD:
 // d = g + weight_decay * p;  v = momentum * v + d (v starts at 0);  p -= lr * v  (or lr * d without momentum).
 #include <ATen/ATen.h>
+#include <ATen/MemoryOverlap.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
@@ -15,7 +16,7 @@ namespace {
 // std::fma where ATen's add(alpha=...) fuses the multiply-add, so that the results equal
 // torch.optim.SGD's bit for bit.
 template <typename T>
-MINIDL_CLONES void sgd_loop(T* p, const T* g, T* v, int64_t n, T lr, T momentum, T weight_decay) {
+MINIDL_CLONES void sgd_loop(T* p, T* g, T* v, int64_t n, T lr, T momentum, T weight_decay, bool zero_g) {
   for (int64_t i = 0; i < n; ++i) {
     T d = weight_decay != T(0) ? std::fma(weight_decay, p[i], g[i]) : g[i];
     if (v != nullptr) {
@@ -23,13 +24,14 @@ MINIDL_CLONES void sgd_loop(T* p, const T* g, T* v, int64_t n, T lr, T momentum,
       d = v[i];
     }
     p[i] = std::fma(-lr, d, p[i]);
+    if (zero_g) g[i] = T(0);  // the line is in cache already: cheaper than a later pass
   }
 }
 
 }  // namespace
 
 void sgd_step_(at::TensorList params, at::TensorList grads, at::TensorList momentum_buffers, double lr,
-               double momentum, double weight_decay) {
+               double momentum, double weight_decay, bool zero_grads) {
   const char* op = "minidl.sgd_step_";
   const bool use_momentum = momentum != 0.0;
   TORCH_CHECK_VALUE(grads.size() == params.size(), op, ": expected as many grads as params (", params.size(),
@@ -42,6 +44,9 @@ void sgd_step_(at::TensorList params, at::TensorList grads, at::TensorList momen
     check_float(params[i], name, "param");
     check_like(grads[i], params[i], name, "grad", "param");
     check_shape(grads[i], params[i].sizes(), name, "grad");
+    TORCH_CHECK_VALUE(!zero_grads || at::has_internal_overlap(grads[i]) != at::MemOverlap::Yes, name,
+                      ": zero_grads needs gradients whose elements have memory of their own, got one of strides ",
+                      grads[i].strides());
     if (use_momentum) {
       check_like(momentum_buffers[i], params[i], name, "momentum_buffer", "param");
       check_shape(momentum_buffers[i], params[i].sizes(), name, "momentum_buffer");
@@ -55,15 +60,21 @@ void sgd_step_(at::TensorList params, at::TensorList grads, at::TensorList momen
       at::Tensor d = weight_decay != 0.0 ? grads[i].add(p, weight_decay) : grads[i];
       if (use_momentum) d = v.mul_(momentum).add_(d);
       p.add_(d, -lr);
+      if (zero_grads) {
+        at::Tensor g = grads[i];
+        g.zero_();
+      }
       continue;
     }
     AT_DISPATCH_FLOATING_TYPES(p.scalar_type(), "minidl_sgd", [&] {
       scalar_t* pp = p.mutable_data_ptr<scalar_t>();
-      const scalar_t* gp = grads[i].const_data_ptr<scalar_t>();
+      // const_data_ptr unless we write: a copy-on-write gradient then stays shared.
+      scalar_t* gp = zero_grads ? grads[i].mutable_data_ptr<scalar_t>()
+                                : const_cast<scalar_t*>(grads[i].const_data_ptr<scalar_t>());
       scalar_t* vp = use_momentum ? v.mutable_data_ptr<scalar_t>() : nullptr;
       at::parallel_for(0, p.numel(), 32768, [&](int64_t b, int64_t e) {
         sgd_loop(pp + b, gp + b, vp ? vp + b : nullptr, e - b, static_cast<scalar_t>(lr),
-                 static_cast<scalar_t>(momentum), static_cast<scalar_t>(weight_decay));
+                 static_cast<scalar_t>(momentum), static_cast<scalar_t>(weight_decay), zero_grads);
       });
     });
   }

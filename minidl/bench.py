@@ -241,11 +241,10 @@ def minidl_step_fn(net, x, t):
     """One minidl training step (forward, loss, backward, SGD step); returns the loss."""
     crit, opt = minidl.LossMSE(), minidl.SGD(net.param(), lr=LR, momentum=MOMENTUM)
 
-    def step():
+    def step():  # gradients start at zero; step(zero_grad=True) zeroes them for the next step in its pass
         loss = crit.forward(net.forward(x), t)
-        opt.zero_grad()
         net.backward(crit.backward(), input_grad=False)
-        opt.step()
+        opt.step(zero_grad=True)
         return loss
     return step
 

@@ -31,15 +31,16 @@ class SGD:
         self._grads = [g for _, g in self.params]
         self.buffers = []  # momentum buffers, made at the first step (after any Module.to)
 
-    def step(self):
-        """Update every parameter from its gradient, in one kernel call."""
+    def step(self, zero_grad=False):
+        """Update every parameter from its gradient, in one kernel call; zero_grad=True also sets the
+        gradients to zero in the same pass (the same as calling zero_grad() after, minus one pass over memory)."""
         if not self._tensors:
             return
         if self.momentum and not self.buffers:
             self.buffers = [empty(p.shape, dtype=p.dtype, device=p.device).zero_() for p in self._tensors]
         try:
             _backend.ops.sgd_step_(self._tensors, self._grads, self.buffers, self.lr, self.momentum,
-                                   self.weight_decay)
+                                   self.weight_decay, bool(zero_grad))
         except (RuntimeError, ValueError, TypeError) as e:
             raise type(e)(f"SGD.step: {e}") from None
 

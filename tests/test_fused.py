@@ -157,6 +157,53 @@ def test_sgd_kernel_equals_fallback_bit_for_bit(device):
         assert torch.equal(a, b)
 
 
+@pytest.mark.parametrize("transposed", [False, True])
+def test_sgd_zero_grads_equals_a_step_then_zero(ops, device, transposed):
+    """zero_grads=True: the same parameters and buffers bit for bit, and every gradient zero after."""
+    torch.manual_seed(15)
+    shapes = [(25, 2), (25,), (6, 5)]
+    ps = [torch.randn(s, device=device) for s in shapes]
+    gs = [torch.randn(s[::-1], device=device).t() if transposed and len(s) == 2 else torch.randn(s, device=device)
+          for s in shapes]
+    vs = [torch.randn(s, device=device) for s in shapes]
+    ref_p, ref_v = [p.clone() for p in ps], [v.clone() for v in vs]
+    ops.sgd_step_(ref_p, [g.clone() for g in gs], ref_v, 0.1, 0.9, 0.01)
+    ops.sgd_step_(ps, gs, vs, 0.1, 0.9, 0.01, True)
+    for a, b in zip(ps + vs, ref_p + ref_v):
+        assert torch.equal(a, b)
+    assert all(torch.count_nonzero(g) == 0 for g in gs)
+
+
+def test_sgd_step_zero_grad_trains_like_step_then_zero_grad(backend_name):
+    def train(fused):
+        torch.manual_seed(16)
+        net = dl.Sequential(dl.Linear(2, 25), dl.ReLU(), dl.Linear(25, 25), dl.Tanh(), dl.Linear(25, 2))
+        loss, opt = dl.LossMSE(), dl.SGD(net.param(), lr=0.05, momentum=0.9, weight_decay=1e-3)
+        x, t = torch.rand(64, 2), torch.rand(64, 2)
+        for _ in range(5):
+            loss.forward(net.forward(x), t)
+            net.backward(loss.backward())
+            if fused:
+                opt.step(zero_grad=True)
+            else:
+                opt.step()
+                opt.zero_grad()
+        return [p.clone() for p, _ in net.param()], [g.clone() for _, g in net.param()]
+
+    (p1, g1), (p2, g2) = train(True), train(False)
+    assert all(torch.equal(a, b) for a, b in zip(p1, p2))
+    assert all(torch.equal(a, b) and not a.any() for a, b in zip(g1, g2))
+
+
+def test_sgd_zero_grads_refuses_shared_memory_before_writing(ops):
+    p, other = torch.ones(3, 2), torch.ones(2)
+    g = torch.ones(2).expand(3, 2)
+    with pytest.raises(ValueError, match=r"minidl.sgd_step_ \(parameter 1\): zero_grads needs gradients whose "
+                                         r"elements have memory of their own, got one of strides \[0, 1\]"):
+        ops.sgd_step_([other, p], [torch.ones(2), g], [], 0.1, 0.0, 0.0, True)
+    assert torch.equal(other, torch.ones(2)) and torch.equal(p, torch.ones(3, 2))
+
+
 def test_fused_bad_input_names_the_sequential(backend_name):
     net = dl.Sequential(dl.Linear(2, 25), dl.ReLU(), dl.Linear(25, 2))
     with pytest.raises(ValueError, match=r"Sequential\(Linear\(2, 25.*forward.*layer 0.*\[N, 2\].*got \[4, 3\]"):

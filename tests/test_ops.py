@@ -172,6 +172,8 @@ def _opcheck_cases(device):
             ("mse_forward", (gy, torch.randn_like(gy))),
             ("sgd_step_", ([w.clone(), b.clone()], [w, b], [torch.zeros_like(w), torch.zeros_like(b)], 0.1, 0.9, 0.01)),
             ("sgd_step_", ([w.clone(), b.clone()], [w, b], [], 0.1, 0.0, 0.0)),
+            ("sgd_step_", ([w.clone(), b.clone()], [w.clone(), b.clone()], [torch.zeros_like(w), torch.zeros_like(b)],
+                           0.1, 0.9, 0.01, True)),
         ]
     return cases
 

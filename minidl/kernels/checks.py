@@ -108,7 +108,7 @@ def check_mse(output, target):
     check_shape(target, output.shape, op, "target")
 
 
-def check_sgd(params, grads, momentum_buffers, momentum):
+def check_sgd(params, grads, momentum_buffers, momentum, zero_grads=False):
     op = "minidl.sgd_step_"
     if len(grads) != len(params):
         raise ValueError(f"{op}: expected as many grads as params ({len(params)}), got {len(grads)}")
@@ -120,6 +120,9 @@ def check_sgd(params, grads, momentum_buffers, momentum):
         check_float(p, name, "param")
         check_like(g, p, name, "grad", "param")
         check_shape(g, p.shape, name, "grad")
+        if zero_grads and any(st == 0 and n > 1 for st, n in zip(g.stride(), g.shape)):
+            raise ValueError(f"{name}: zero_grads needs gradients whose elements have memory of their own, "
+                             f"got one of strides {list(g.stride())}")
         if momentum:
             check_like(momentum_buffers[i], p, name, "momentum_buffer", "param")
             check_shape(momentum_buffers[i], p.shape, name, "momentum_buffer")

@@ -54,5 +54,5 @@ def _mse_forward(output, target):
 
 
 @torch.library.register_fake("minidl::sgd_step_")
-def _sgd_step_(params, grads, momentum_buffers, lr, momentum, weight_decay):
-    check_sgd(params, grads, momentum_buffers, momentum)
+def _sgd_step_(params, grads, momentum_buffers, lr, momentum, weight_decay, zero_grads=False):
+    check_sgd(params, grads, momentum_buffers, momentum, zero_grads)

@@ -86,14 +86,17 @@ def mse_forward(output, target):
     return loss, diff.mul_(2.0 / max(diff.numel(), 1))
 
 
-def sgd_step_(params, grads, momentum_buffers, lr, momentum, weight_decay):
-    """One step of torch.optim.SGD's arithmetic for every parameter; momentum buffers start at zero."""
-    check_sgd(params, grads, momentum_buffers, momentum)
+def sgd_step_(params, grads, momentum_buffers, lr, momentum, weight_decay, zero_grads=False):
+    """One step of torch.optim.SGD's arithmetic for every parameter; momentum buffers start at zero.
+    zero_grads: then set each gradient to zero."""
+    check_sgd(params, grads, momentum_buffers, momentum, zero_grads)
     for i, (p, g) in enumerate(zip(params, grads)):
         d = g.add(p, alpha=weight_decay) if weight_decay else g
         if momentum:
             d = momentum_buffers[i].mul_(momentum).add_(d)
         p.add_(d, alpha=-lr)
+        if zero_grads:
+            g.zero_()
 
 
 def zero_(tensors):
