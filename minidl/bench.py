@@ -10,9 +10,11 @@ about `--target` seconds) after a warm-up; it is repeated, and the median is rep
 variants being compared (minidl cpp, minidl python, torch) are timed in turn within each repeat,
 in a rotating order, so that the host's drift in speed hits them all alike; "x vs torch" is the
 median over repeats of the per-repeat ratio torch time / variant time (> 1: faster than torch).
-The ceilings (GEMM GFLOP/s from torch.mm, copy bandwidth from Tensor.copy_, each from its best
-repeat) are measured in the same run, at each thread count, so that results also read as a
-fraction of the machine's limit.
+Fractions of the machine's limit ("% GEMM peak", "% copy BW") come from a ceiling timed in the
+same rotation as the variants (a torch.mm of n^3 for matrix work, a Tensor.copy_ of the same
+number of elements for elementwise work), as the median over repeats of the per-repeat ratio: a
+shared host that slows down for a while slows the ceiling alike. The ceilings section reports the
+same two ceilings on their own (best repeat), at each thread count.
 
 minidl runs with autograd off (torch.no_grad, as its README does); torch runs with autograd on and
 resets .grad to None before each backward (what optimizer.zero_grad() does by default), so that
@@ -149,6 +151,28 @@ def measure(variants, repeats, target, sync):
             gc.enable()
     return {name: {"repeats_s": ts, "median_s": statistics.median(ts), "inner": inner[name]}
             for name, ts in times.items()}
+
+
+def gemm_ceiling(n, device):
+    """(variant, flops): torch.mm of two n x n float32 matrices into a preallocated output."""
+    a, b, c = (torch.randn(n, n, device=device) for _ in range(3))
+    return Variant("ceiling", lambda: torch.mm(a, b, out=c)), 2 * n ** 3
+
+
+def copy_ceiling(n, device):
+    """(variant, bytes read + written): Tensor.copy_ of n float32 elements into a preallocated tensor."""
+    src, dst = torch.randn(n, device=device), torch.zeros(n, device=device)
+    return Variant("ceiling", lambda: dst.copy_(src)), 2 * 4 * n
+
+
+def split_ceiling(stats, work, ceiling_work, key):
+    """Remove the ceiling's stats; add `key` to the others: the median over repeats of
+    100 * (work / variant time) / (ceiling_work / ceiling time)."""
+    ceiling = stats.pop("ceiling")
+    for s in stats.values():
+        s[key] = 100 * statistics.median((work / t) / (ceiling_work / tc)
+                                         for t, tc in zip(s["repeats_s"], ceiling["repeats_s"]))
+        s["ceiling_median_s"] = ceiling["median_s"]
 
 
 def add_speedups(stats, reference="torch"):
@@ -318,7 +342,7 @@ def run_ceilings(cfg, threads, device, sync):
             record("ceilings", f"copy {m} float32", threads, device, copy, gbs=copy_rate))
 
 
-def run_ops(cfg, threads, device, sync, ceil):
+def run_ops(cfg, threads, device, sync):
     """Each op forward + backward: minidl cpp vs minidl python vs torch with autograd."""
     out = []
     for batch, n_in, n_out in cfg["linear"]:
@@ -326,27 +350,29 @@ def run_ops(cfg, threads, device, sync, ceil):
         repeats = cfg["big_repeats"] if flop > cfg["big_flop"] else cfg["repeats"]
         case = f"{batch}x{n_in}->{n_out}"
         progress(f"linear {case}, {threads} thread(s)")
-        stats = measure(linear_variants(batch, n_in, n_out, device), repeats, cfg["target"], sync)
+        gemm, gemm_flop = gemm_ceiling(cfg["gemm_n"], device)
+        stats = measure(linear_variants(batch, n_in, n_out, device) + [gemm], repeats, cfg["target"], sync)
+        split_ceiling(stats, flop, gemm_flop, "pct_gemm_peak")
         add_speedups(stats)
         for s in stats.values():
             s["gflops"] = flop / s["median_s"] / 1e9
-            s["pct_gemm_peak"] = pct(s["gflops"], ceil.get("gflops"))
         out += record("ops", case, threads, device, stats, op="linear", flop=flop)
     for op in ("tanh", "relu"):
         for n in cfg["elementwise"]:
             progress(f"{op} {n}, {threads} thread(s)")
-            stats = measure(elementwise_variants(op, n, device), cfg["repeats"], cfg["target"], sync)
-            add_speedups(stats)
+            copy, copy_bytes = copy_ceiling(n, device)
+            stats = measure(elementwise_variants(op, n, device) + [copy], cfg["repeats"], cfg["target"], sync)
             nbytes = 5 * 4 * n  # forward reads x, writes y; backward reads gy and y, writes gx
+            split_ceiling(stats, nbytes, copy_bytes, "pct_copy_bw")
+            add_speedups(stats)
             for s in stats.values():
                 s["gelems"] = n / s["median_s"] / 1e9
                 s["gbs"] = nbytes / s["median_s"] / 1e9
-                s["pct_copy_bw"] = pct(s["gbs"], ceil.get("gbs"))
             out += record("ops", f"{op} {n}", threads, device, stats, op=op, n=n, bytes=nbytes)
     return out
 
 
-def run_training(section, nets, cfg, threads, device, sync, ceil, checks):
+def run_training(section, nets, cfg, threads, device, sync, checks):
     """Training steps of each (name, sizes, batch) net: check the losses agree, then time them."""
     out = []
     for name, sizes, batch in nets:
@@ -357,23 +383,19 @@ def run_training(section, nets, cfg, threads, device, sync, ceil, checks):
         print(f"loss check {case} ({threads} thread(s)): " + ", ".join(
             f"{v} {ls[-1]:.6g}" for v, ls in check["losses"].items())
             + f" after {check['steps']} steps: {'ok' if check['ok'] else 'MISMATCH'} (rtol {CHECK_RTOL:g})")
-        stats = measure(train_variants(sizes, batch, device), cfg["repeats"], cfg["target"], sync)
-        add_speedups(stats)
+        gemm, gemm_flop = gemm_ceiling(cfg["gemm_n"], device)
+        stats = measure(train_variants(sizes, batch, device) + [gemm], cfg["repeats"], cfg["target"], sync)
         flop = step_flops(sizes, batch)
+        split_ceiling(stats, flop, gemm_flop, "pct_gemm_peak")
+        add_speedups(stats)
         for s in stats.values():
             s["gflops"] = flop / s["median_s"] / 1e9
-            s["pct_gemm_peak"] = pct(s["gflops"], ceil.get("gflops"))
         out += record(section, case, threads, device, stats, net="-".join(map(str, sizes)), batch=batch, flop=flop)
     return out
 
 
 # ---------------------------------------------------------------------------------------------
 # Output
-
-
-def pct(value, ceiling):
-    """value as a percentage of ceiling (None without a ceiling)."""
-    return None if not ceiling else 100 * value / ceiling
 
 
 def fmt_time(seconds):
@@ -511,18 +533,17 @@ def make_config(args):
 def run_threads(cfg, args, threads, sync, checks):
     """Every selected section at one thread count; returns its records."""
     torch.set_num_threads(threads)
-    recs, ceil = [], {}
+    recs = []
     if "ceilings" in args.sections:
         progress(f"ceilings, {threads} thread(s)")
         recs += run_ceilings(cfg, threads, args.device, sync)
-        ceil = {k: r[k] for r in recs for k in ("gflops", "gbs") if k in r}
         print(tables("ceilings", recs, threads, args.device), flush=True)
     sections = {
-        "ops": lambda: run_ops(cfg, threads, args.device, sync, ceil),
+        "ops": lambda: run_ops(cfg, threads, args.device, sync),
         "train": lambda: run_training("train", [("disk", DISK_SIZES, b) for b in cfg["disk_batches"]],
-                                      cfg, threads, args.device, sync, ceil, checks),
+                                      cfg, threads, args.device, sync, checks),
         "mlp": lambda: run_training("mlp", [("mlp", cfg["mlp_sizes"], cfg["mlp_batch"])],
-                                    cfg, threads, args.device, sync, ceil, checks),
+                                    cfg, threads, args.device, sync, checks),
     }
     for name in ("ops", "train", "mlp"):
         if name in args.sections:
