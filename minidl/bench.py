@@ -329,15 +329,15 @@ def record(section, case, threads, device, stats, **info):
 def run_ceilings(cfg, threads, device, sync):
     """GEMM GFLOP/s (torch.mm, n^3, float32) and copy bandwidth (bytes read + written per second)."""
     n, m = cfg["gemm_n"], cfg["copy_n"]
-    a, b, c = (torch.randn(n, n, device=device) for _ in range(3))
-    gemm = measure([Variant("torch.mm", lambda: torch.mm(a, b, out=c))], cfg["repeats"], cfg["target"], sync)
-    del a, b, c
-    src, dst = torch.randn(m, device=device), torch.zeros(m, device=device)
-    copy = measure([Variant("copy_", lambda: dst.copy_(src))], cfg["repeats"], cfg["target"], sync)
-    del src, dst
+    gemm_variant, flop = gemm_ceiling(n, device)
+    gemm = {"torch.mm": measure([gemm_variant], cfg["repeats"], cfg["target"], sync)["ceiling"]}
+    del gemm_variant
+    copy_variant, nbytes = copy_ceiling(m, device)
+    copy = {"copy_": measure([copy_variant], cfg["repeats"], cfg["target"], sync)["ceiling"]}
+    del copy_variant
     # A ceiling is what the machine can do: its rate is taken from the best repeat, not the median.
-    gemm_rate = 2 * n ** 3 / min(gemm["torch.mm"]["repeats_s"]) / 1e9
-    copy_rate = 2 * 4 * m / min(copy["copy_"]["repeats_s"]) / 1e9
+    gemm_rate = flop / min(gemm["torch.mm"]["repeats_s"]) / 1e9
+    copy_rate = nbytes / min(copy["copy_"]["repeats_s"]) / 1e9
     return (record("ceilings", f"gemm {n}^3", threads, device, gemm, gflops=gemm_rate) +
             record("ceilings", f"copy {m} float32", threads, device, copy, gbs=copy_rate))
 

@@ -9,12 +9,14 @@
 
 #include <ATen/EmptyTensor.h>
 #include <c10/core/Allocator.h>
+#include <c10/core/CPUAllocator.h>
 #include <c10/util/Exception.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <deque>
+#include <iterator>
 #include <mutex>
-#include <string>
 
 #if defined(__unix__) || defined(__APPLE__)
 #include <sys/mman.h>
@@ -70,6 +72,7 @@ class BlockCache final : public c10::Allocator {
     const size_t size = (std::max<size_t>(n, 1) + kHugePage - 1) & ~(kHugePage - 1);
     {
       std::lock_guard<std::mutex> lock(mu_);
+      if (limit_ == 0) return c10::GetDefaultCPUAllocator()->allocate(n);  // the cache is off
       for (auto it = free_.rbegin(); it != free_.rend(); ++it) {  // the most recently freed first
         if ((*it)->size != size) continue;
         Block* b = *it;
@@ -158,7 +161,7 @@ at::Tensor empty_output(at::IntArrayRef sizes, const at::TensorOptions& options)
   TORCH_INTERNAL_ASSERT(options.device().is_cpu());
   const int64_t numel = c10::multiply_integers(sizes);
   const size_t nbytes = static_cast<size_t>(numel) * c10::elementSize(c10::typeMetaToScalarType(options.dtype()));
-  if (nbytes < kCachedMin || BlockCache::get().info().limit_bytes == 0) return at::empty(sizes, options);
+  if (nbytes < kCachedMin) return at::empty(sizes, options);
   return at::detail::empty_generic(sizes, &BlockCache::get(), c10::DispatchKeySet(c10::DispatchKey::CPU),
                                    c10::typeMetaToScalarType(options.dtype()), c10::MemoryFormat::Contiguous);
 }
@@ -167,10 +170,7 @@ at::Tensor empty_output_like(const at::Tensor& like) { return empty_output(like.
 
 CacheInfo cache_info() { return BlockCache::get().info(); }
 void empty_cache() { BlockCache::get().empty(); }
-void set_cache_limit(int64_t bytes) {
-  TORCH_CHECK_VALUE(bytes >= 0, "minidl.set_cpu_cache_limit: expected a limit >= 0 bytes, got ", bytes);
-  BlockCache::get().set_limit(bytes);
-}
+void set_cache_limit(int64_t bytes) { BlockCache::get().set_limit(bytes); }
 
 }  // namespace cpu
 }  // namespace minidl

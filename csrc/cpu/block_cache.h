@@ -21,7 +21,7 @@ struct CacheInfo {
 CacheInfo cache_info();
 // Returns every cached block to the operating system.
 void empty_cache();
-// At most `bytes` of freed blocks are kept (0 turns the cache off); the excess is released at once.
+// At most `bytes` (>= 0) of freed blocks are kept (0 turns the cache off); the excess is released at once.
 void set_cache_limit(int64_t bytes);
 
 }  // namespace cpu
