@@ -1,20 +1,22 @@
-"""The kernel interface over the C++/CUDA extension: thin wrappers of torch.ops.minidl."""
+"""The kernel interface over the C++/CUDA extension: the ops of torch.ops.minidl.
+
+Called through minidl._C.direct (pybind11 into the dispatcher's typed path), which runs the same
+registered kernels as torch.ops.minidl.* without its per-call boxing: see csrc/direct_calls.cpp.
+"""
 import torch
 
-import minidl._C  # noqa: F401  (loading the library registers the ops)
+from minidl._C import direct as _direct  # loading the library also registers the ops
 
 from . import fake  # noqa: F401  (shape functions for opcheck and torch.compile)
 
-_ops = torch.ops.minidl
-# Resolving the overload once skips torch.ops' per-call lookup.
-linear_forward = _ops.linear_forward.default
-linear_backward = _ops.linear_backward.default
-tanh_forward = _ops.tanh_forward.default
-tanh_backward = _ops.tanh_backward.default
-relu_forward = _ops.relu_forward.default
-relu_backward = _ops.relu_backward.default
-mlp_forward = _ops.mlp_forward.default
-mlp_backward = _ops.mlp_backward.default
-mse_forward = _ops.mse_forward.default
-sgd_step_ = _ops.sgd_step_.default
+linear_forward = _direct.linear_forward
+linear_backward = _direct.linear_backward
+tanh_forward = _direct.tanh_forward
+tanh_backward = _direct.tanh_backward
+relu_forward = _direct.relu_forward
+relu_backward = _direct.relu_backward
+mlp_forward = _direct.mlp_forward
+mlp_backward = _direct.mlp_backward
+mse_forward = _direct.mse_forward
+sgd_step_ = _direct.sgd_step_
 zero_ = torch._foreach_zero_

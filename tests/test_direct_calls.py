@@ -1,0 +1,144 @@
+"""minidl._C.direct (what the cpp backend calls) against torch.ops.minidl (what opcheck checks): same kernels."""
+import threading
+import time
+import warnings
+
+import pytest
+import torch
+
+from conftest import require_cpp
+
+
+def _cases(device, dtype):
+    torch.manual_seed(5)
+    x, w, b = (torch.randn(5, 3, dtype=dtype, device=device), torch.randn(4, 3, dtype=dtype, device=device),
+               torch.randn(4, dtype=dtype, device=device))
+    w2, b2 = torch.randn(2, 4, dtype=dtype, device=device), torch.randn(2, dtype=dtype, device=device)
+    gy, y = torch.randn(5, 4, dtype=dtype, device=device), torch.randn(5, 4, dtype=dtype, device=device)
+    outs = [torch.randn(5, 4, dtype=dtype, device=device).tanh(), torch.randn(5, 2, dtype=dtype, device=device)]
+    zeros = torch.zeros_like
+    return [
+        ("linear_forward", (x, w, b)),
+        ("linear_forward", (x.t().contiguous().t(), w, None)),
+        ("linear_backward", (gy, x, w, zeros(w), zeros(b))),
+        ("linear_backward", (gy, x, w, zeros(w), None)),
+        ("tanh_forward", (x.t(),)),
+        ("tanh_backward", (gy, y)),
+        ("relu_forward", (x,)),
+        ("relu_backward", (gy, y)),
+        ("mlp_forward", (x, [w, w2], [b, b2], [2, 1])),
+        ("mlp_backward", (torch.randn(5, 2, dtype=dtype, device=device), x, outs, [w, w2], [zeros(w), zeros(w2)],
+                          [zeros(b), zeros(b2)], [2, 0], torch.empty_like(x))),
+        ("mlp_backward", (torch.randn(5, 2, dtype=dtype, device=device), x, outs, [w, w2], [zeros(w), zeros(w2)],
+                          [zeros(b), zeros(b2)], [2, 0], None)),
+        ("mse_forward", (gy, y)),
+        ("sgd_step_", ([w.clone(), b.clone()], [w.clone(), b.clone()], [zeros(w), zeros(b)], 0.1, 0.9, 0.01, True)),
+        ("sgd_step_", ([w.clone(), b.clone()], [w.clone(), b.clone()], [], 0.1, 0.0, 0.0, False)),
+    ]
+
+
+def _clone(value):
+    """Tensors (also inside lists) copied, so that two calls start from equal, unshared inputs."""
+    if isinstance(value, torch.Tensor):
+        return value.clone()
+    if isinstance(value, list):
+        return [_clone(v) for v in value]
+    return value
+
+
+def _tensors(value):
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, (list, tuple)):
+        return [t for v in value for t in _tensors(v)]
+    return []
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("index", range(len(_cases("cpu", torch.float32))))
+def test_direct_call_equals_torch_ops(device, dtype, index):
+    require_cpp()
+    import minidl._C
+
+    name, args = _cases(device, dtype)[index]
+    via_ops, via_direct = _clone(list(args)), _clone(list(args))
+    out_ops = getattr(torch.ops.minidl, name).default(*via_ops)
+    out_direct = getattr(minidl._C.direct, name)(*via_direct)
+    expected, got = _tensors(out_ops) + _tensors(via_ops), _tensors(out_direct) + _tensors(via_direct)
+    assert len(expected) == len(got) and len(got) > 0
+    for e, g in zip(expected, got):  # the results and every argument the op mutates
+        assert e.shape == g.shape and e.dtype == g.dtype and e.device == g.device
+        assert torch.equal(e, g), f"{name}: direct call differs from torch.ops.minidl.{name}"
+
+
+@pytest.mark.parametrize("index", range(len(_cases("cpu", torch.float32))))
+def test_direct_call_dispatches_meta_tensors_to_the_fake_kernels(index):
+    require_cpp()
+    import minidl._C
+
+    name, args = _cases("meta", torch.float32)[index]
+    out_ops = getattr(torch.ops.minidl, name).default(*args)
+    out_direct = getattr(minidl._C.direct, name)(*args)
+    expected, got = _tensors(out_ops), _tensors(out_direct)
+    assert [t.shape for t in got] == [t.shape for t in expected]
+    assert all(t.device.type == "meta" for t in got)
+
+
+def test_direct_call_errors_are_the_ops_errors():
+    require_cpp()
+    import minidl._C
+
+    bad = [("relu_forward", (torch.zeros(3, dtype=torch.int64),)),
+           ("linear_forward", (torch.zeros(3, 4), torch.zeros(5, 3), None)),
+           ("mlp_forward", (torch.zeros(3, 4), [torch.zeros(5, 4)], [], [1])),
+           ("sgd_step_", ([torch.zeros(2)], [torch.zeros(3)], [], 0.1, 0.0, 0.0, False))]
+    for name, args in bad:
+        with pytest.raises(Exception) as from_ops:
+            getattr(torch.ops.minidl, name).default(*args)
+        with pytest.raises(type(from_ops.value)) as from_direct:
+            getattr(minidl._C.direct, name)(*args)
+        assert str(from_direct.value).startswith(f"minidl.{name}")
+        assert str(from_direct.value).splitlines()[0] == str(from_ops.value).splitlines()[0]
+
+
+def test_ops_record_no_autograd_graph_even_with_grad_enabled():
+    """minidl's ops are differentiated by minidl's own backward, never by torch.autograd."""
+    require_cpp()
+    import minidl._C
+
+    x = torch.randn(4, 3, requires_grad=True)
+    with torch.enable_grad(), warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for call in (torch.ops.minidl.tanh_forward.default, minidl._C.direct.tanh_forward):
+            y = call(x)
+            assert not y.requires_grad and y.grad_fn is None
+            torch.testing.assert_close(y, x.detach().tanh())
+
+
+def test_large_direct_calls_let_other_python_threads_run():
+    """Kernels over many elements release the GIL (small ones keep it: releasing would cost more)."""
+    require_cpp()
+    import minidl._C
+
+    x = torch.randn(1 << 24)
+    count, done = [0], threading.Event()
+
+    def spin():
+        while not done.is_set():
+            count[0] += 1
+
+    thread = threading.Thread(target=spin)
+    thread.start()
+    try:
+        time.sleep(0.01)
+        progress = []
+        for _ in range(3):  # a busy machine may not schedule the thread during one call
+            before = count[0]
+            minidl._C.direct.tanh_forward(x)
+            progress.append(count[0] - before)
+            if progress[-1] > 1000:
+                break
+    finally:
+        done.set()
+        thread.join()
+    assert max(progress) > 1000, f"the other thread advanced only {progress} steps during the calls"
