@@ -7,7 +7,9 @@
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/csrc/utils/pybind.h>
 
+#include <cstring>
 #include <optional>
+#include <string>
 #include <tuple>
 #include <vector>
 
@@ -37,6 +39,14 @@ auto maybe_without_gil(int64_t elements, F&& f) {
   return f();
 }
 
+// minidl._C.direct.<op>, named "minidl.<op>": a call with arguments of the wrong types then fails
+// with a TypeError that names the op and lists the expected argument types.
+template <typename F, typename... Extra>
+void def(py::module_& m, const char* qualified_name, F&& f, const Extra&... extra) {
+  const char* attr = qualified_name + std::strlen("minidl.");
+  m.add_object(attr, py::cpp_function(std::forward<F>(f), py::name(qualified_name), py::scope(m), extra...));
+}
+
 int64_t numel(TensorList ts) {
   int64_t n = 0;
   for (const Tensor& t : ts) n += t.numel();
@@ -48,56 +58,70 @@ int64_t numel(TensorList ts) {
 void add_direct_calls(PyObject* parent) {
   auto m = py::reinterpret_borrow<py::module_>(parent).def_submodule(
       "direct", "The minidl ops, called through the dispatcher without torch.ops' boxing.");
+  using py::arg;
 
   using LinearForward = Tensor(const Tensor&, const Tensor&, const OptTensor&);
-  m.def("linear_forward", [h = op<LinearForward>("minidl::linear_forward")](const Tensor& x, const Tensor& w,
-                                                                           const OptTensor& b) {
-    return maybe_without_gil(x.numel() + w.numel(), [&] { return h.call(x, w, b); });
-  });
+  def(m, "minidl.linear_forward",
+      [h = op<LinearForward>("minidl::linear_forward")](const Tensor& x, const Tensor& w, const OptTensor& b) {
+        return maybe_without_gil(x.numel() + w.numel(), [&] { return h.call(x, w, b); });
+      },
+      arg("input"), arg("weight"), arg("bias").none(true));
   using LinearBackward = Tensor(const Tensor&, const Tensor&, const Tensor&, Tensor&, const OptTensor&);
-  m.def("linear_backward", [h = op<LinearBackward>("minidl::linear_backward")](
-                               const Tensor& g, const Tensor& x, const Tensor& w, Tensor gw, const OptTensor& gb) {
-    return maybe_without_gil(x.numel() + w.numel(), [&] { return h.call(g, x, w, gw, gb); });
-  });
+  def(m, "minidl.linear_backward",
+      [h = op<LinearBackward>("minidl::linear_backward")](const Tensor& g, const Tensor& x, const Tensor& w,
+                                                          Tensor gw, const OptTensor& gb) {
+        return maybe_without_gil(x.numel() + w.numel(), [&] { return h.call(g, x, w, gw, gb); });
+      },
+      arg("grad_output"), arg("input"), arg("weight"), arg("grad_weight"), arg("grad_bias").none(true));
 
   using Unary = Tensor(const Tensor&);
+  auto unary = [](const char* name) {
+    return [h = op<Unary>(name)](const Tensor& x) { return maybe_without_gil(x.numel(), [&] { return h.call(x); }); };
+  };
+  def(m, "minidl.tanh_forward", unary("minidl::tanh_forward"), arg("input"));
+  def(m, "minidl.relu_forward", unary("minidl::relu_forward"), arg("input"));
   using Binary = Tensor(const Tensor&, const Tensor&);
-  for (const char* name : {"tanh_forward", "relu_forward"}) {
-    m.def(name, [h = op<Unary>((std::string("minidl::") + name).c_str())](const Tensor& x) {
-      return maybe_without_gil(x.numel(), [&] { return h.call(x); });
-    });
-  }
-  for (const char* name : {"tanh_backward", "relu_backward"}) {
-    m.def(name, [h = op<Binary>((std::string("minidl::") + name).c_str())](const Tensor& g, const Tensor& y) {
+  auto binary = [](const char* name) {
+    return [h = op<Binary>(name)](const Tensor& g, const Tensor& y) {
       return maybe_without_gil(y.numel(), [&] { return h.call(g, y); });
-    });
-  }
+    };
+  };
+  def(m, "minidl.tanh_backward", binary("minidl::tanh_backward"), arg("grad_output"), arg("output"));
+  def(m, "minidl.relu_backward", binary("minidl::relu_backward"), arg("grad_output"), arg("output"));
 
   using MlpForward = std::vector<Tensor>(const Tensor&, TensorList, TensorList, at::IntArrayRef);
-  m.def("mlp_forward", [h = op<MlpForward>("minidl::mlp_forward")](const Tensor& x, std::vector<Tensor> ws,
-                                                                   std::vector<Tensor> bs, std::vector<int64_t> acts) {
-    return maybe_without_gil(x.numel() + numel(ws), [&] { return h.call(x, ws, bs, acts); });
-  });
+  def(m, "minidl.mlp_forward",
+      [h = op<MlpForward>("minidl::mlp_forward")](const Tensor& x, std::vector<Tensor> ws, std::vector<Tensor> bs,
+                                                  std::vector<int64_t> acts) {
+        return maybe_without_gil(x.numel() + numel(ws), [&] { return h.call(x, ws, bs, acts); });
+      },
+      arg("input"), arg("weights"), arg("biases"), arg("activations"));
   using MlpBackward = void(const Tensor&, const Tensor&, TensorList, TensorList, TensorList, TensorList,
                            at::IntArrayRef, const OptTensor&);
-  m.def("mlp_backward",
-        [h = op<MlpBackward>("minidl::mlp_backward")](const Tensor& g, const Tensor& x, std::vector<Tensor> ys,
-                                                      std::vector<Tensor> ws, std::vector<Tensor> gws,
-                                                      std::vector<Tensor> gbs, std::vector<int64_t> acts,
-                                                      const OptTensor& gx) {
-          maybe_without_gil(x.numel() + numel(ws), [&] { h.call(g, x, ys, ws, gws, gbs, acts, gx); });
-        });
+  def(m, "minidl.mlp_backward",
+      [h = op<MlpBackward>("minidl::mlp_backward")](const Tensor& g, const Tensor& x, std::vector<Tensor> ys,
+                                                    std::vector<Tensor> ws, std::vector<Tensor> gws,
+                                                    std::vector<Tensor> gbs, std::vector<int64_t> acts,
+                                                    const OptTensor& gx) {
+        maybe_without_gil(x.numel() + numel(ws), [&] { h.call(g, x, ys, ws, gws, gbs, acts, gx); });
+      },
+      arg("grad_output"), arg("input"), arg("outputs"), arg("weights"), arg("grad_weights"), arg("grad_biases"),
+      arg("activations"), arg("grad_input").none(true));
 
   using MseForward = std::tuple<Tensor, Tensor>(const Tensor&, const Tensor&);
-  m.def("mse_forward", [h = op<MseForward>("minidl::mse_forward")](const Tensor& y, const Tensor& t) {
-    return maybe_without_gil(y.numel(), [&] { return h.call(y, t); });
-  });
+  def(m, "minidl.mse_forward",
+      [h = op<MseForward>("minidl::mse_forward")](const Tensor& y, const Tensor& t) {
+        return maybe_without_gil(y.numel(), [&] { return h.call(y, t); });
+      },
+      arg("output"), arg("target"));
   using SgdStep = void(TensorList, TensorList, TensorList, double, double, double, bool);
-  m.def("sgd_step_", [h = op<SgdStep>("minidl::sgd_step_")](std::vector<Tensor> ps, std::vector<Tensor> gs,
-                                                           std::vector<Tensor> vs, double lr, double momentum,
-                                                           double weight_decay, bool zero_grads) {
-    maybe_without_gil(numel(ps), [&] { h.call(ps, gs, vs, lr, momentum, weight_decay, zero_grads); });
-  });
+  def(m, "minidl.sgd_step_",
+      [h = op<SgdStep>("minidl::sgd_step_")](std::vector<Tensor> ps, std::vector<Tensor> gs, std::vector<Tensor> vs,
+                                             double lr, double momentum, double weight_decay, bool zero_grads) {
+        maybe_without_gil(numel(ps), [&] { h.call(ps, gs, vs, lr, momentum, weight_decay, zero_grads); });
+      },
+      arg("params"), arg("grads"), arg("momentum_buffers"), arg("lr"), arg("momentum"), arg("weight_decay"),
+      arg("zero_grads") = false);
 }
 
 }  // namespace minidl
