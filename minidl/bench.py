@@ -5,6 +5,10 @@
     python -m minidl.bench --sections ops,train --threads 2 --json out.json
     python -m minidl.bench --device cuda        # on the GPU (timings synchronise the device)
 
+Sections: ceilings (GEMM and copy), calls (one cpp op call through torch.ops.minidl vs through
+minidl._C.direct, the per-call cost that small networks pay), ops (each op forward + backward),
+train (the disk network's training step), mlp (an MLP 784-1024-1024-10's training step).
+
 Method. Every measurement is a perf_counter loop of `inner` calls (chosen so that one loop lasts
 about `--target` seconds) after a warm-up; it is repeated, and the median is reported. The
 variants being compared (minidl cpp, minidl python, torch) are timed in turn within each repeat,
@@ -48,7 +52,7 @@ import minidl
 from minidl import backend as _backend
 from minidl.kernels import python as _python_kernels
 
-SECTIONS = ("ceilings", "ops", "train", "mlp")
+SECTIONS = ("ceilings", "calls", "ops", "train", "mlp")
 DISK_SIZES = (2, 25, 25, 25, 2)
 MLP_SIZES = (784, 1024, 1024, 10)
 LR, MOMENTUM = 0.01, 0.9
@@ -342,6 +346,42 @@ def run_ceilings(cfg, threads, device, sync):
             record("ceilings", f"copy {m} float32", threads, device, copy, gbs=copy_rate))
 
 
+def call_variants(device):
+    """[(call, [Variant])]: the cpp ops the disk network's step makes, at batch 1, called through
+    torch.ops.minidl (boxed) and through minidl._C.direct (what the cpp backend uses)."""
+    direct = importlib.import_module("minidl._C").direct
+    net = build_minidl_net(DISK_SIZES, device, 0)
+    x, h = torch.rand(1, DISK_SIZES[0], device=device), torch.rand(1, DISK_SIZES[1], device=device)
+    params, grads = [p for p, _ in net.param()], [g for _, g in net.param()]
+    buffers = [torch.zeros_like(p) for p in params]
+    args = {
+        "relu_forward": (h,),
+        "mlp_forward": (x, net._weights, net._biases, net._codes),
+        "sgd_step_": (params, grads, buffers, 1e-9, MOMENTUM, 0.0, True),
+    }
+    return [(f"{name} ({len(_tensors_in(a))} tensors)",
+             [Variant("torch.ops", lambda n=name, a=a: getattr(torch.ops.minidl, n).default(*a)),
+              Variant("direct", lambda n=name, a=a: getattr(direct, n)(*a))])
+            for name, a in args.items()]
+
+
+def _tensors_in(args):
+    return [t for a in args for t in (a if isinstance(a, list) else [a]) if isinstance(t, torch.Tensor)]
+
+
+def run_calls(cfg, threads, device, sync):
+    """Per-call cost of the cpp ops: torch.ops.minidl vs minidl._C.direct, on the same kernels."""
+    if not _backend.cpp_available():
+        return []
+    out = []
+    for case, variants in call_variants(device):
+        progress(f"call {case}, {threads} thread(s)")
+        stats = measure(variants, cfg["repeats"], cfg["target"], sync)
+        add_speedups(stats, reference="torch.ops")
+        out += record("calls", case, threads, device, stats, reference="torch.ops")
+    return out
+
+
 def run_ops(cfg, threads, device, sync):
     """Each op forward + backward: minidl cpp vs minidl python vs torch with autograd."""
     out = []
@@ -432,6 +472,11 @@ def tables(section, recs, threads, device):
         rows = [(r["case"], fmt_time(r["median_s"]), fmt_time(min(r["repeats_s"])), spread(r),
                  f"{r['gflops']:.1f} GFLOP/s" if "gflops" in r else f"{r['gbs']:.1f} GB/s") for r in recs]
         return title + md_table(["ceiling", "median", "best", "spread", "rate (best repeat)"], rows)
+    if section == "calls":
+        rows = [(r["case"], r["variant"], fmt_time(r["median_s"]), spread(r), fmt(r.get("x_vs_torch"), ".2f"))
+                for r in recs]
+        return title + "\nOne call of a cpp op on the disk network's tensors (batch 1)\n\n" + md_table(
+            ["call", "path", "median", "spread", "× vs torch.ops"], rows)
     if section == "ops":
         lin = [r for r in recs if r["op"] == "linear"]
         ew = [r for r in recs if r["op"] != "linear"]
@@ -539,13 +584,14 @@ def run_threads(cfg, args, threads, sync, checks):
         recs += run_ceilings(cfg, threads, args.device, sync)
         print(tables("ceilings", recs, threads, args.device), flush=True)
     sections = {
+        "calls": lambda: run_calls(cfg, threads, args.device, sync),
         "ops": lambda: run_ops(cfg, threads, args.device, sync),
         "train": lambda: run_training("train", [("disk", DISK_SIZES, b) for b in cfg["disk_batches"]],
                                       cfg, threads, args.device, sync, checks),
         "mlp": lambda: run_training("mlp", [("mlp", cfg["mlp_sizes"], cfg["mlp_batch"])],
                                     cfg, threads, args.device, sync, checks),
     }
-    for name in ("ops", "train", "mlp"):
+    for name in ("calls", "ops", "train", "mlp"):
         if name in args.sections:
             new = sections[name]()
             print(tables(name, new, threads, args.device), flush=True)

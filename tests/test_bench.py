@@ -54,7 +54,7 @@ def test_json_structure(smoke):
     assert data["machine"]["cpp_available"] == backend.cpp_available()
     assert data["config"]["threads"] == [1, 2]
     sections = {r["section"] for r in data["results"]}
-    assert sections == {"ceilings", "ops", "train", "mlp"}
+    assert sections == {"ceilings", "ops", "train", "mlp"} | ({"calls"} if backend.cpp_available() else set())
     for r in data["results"]:
         assert r["threads"] in (1, 2) and r["device"] == "cpu"
         assert len(r["repeats_s"]) == data["config"]["repeats"]
@@ -71,6 +71,19 @@ def test_every_variant_timed_with_a_speedup(smoke):
             assert set(variants) == expected_variants(), case
             assert variants["torch"]["x_vs_torch"] == pytest.approx(1.0)
             assert all(r["x_vs_torch"] > 0 for r in variants.values())
+
+
+def test_calls_compare_torch_ops_with_direct(smoke):
+    data, stdout = smoke
+    if not backend.cpp_available():
+        pytest.skip("the calls section needs the C++ extension")
+    recs = [r for r in data["results"] if r["section"] == "calls"]
+    assert {r["case"].split()[0] for r in recs} == {"relu_forward", "mlp_forward", "sgd_step_"}
+    for case in {(r["case"], r["threads"]) for r in recs}:
+        variants = {r["variant"]: r for r in recs if (r["case"], r["threads"]) == case}
+        assert set(variants) == {"torch.ops", "direct"}, case
+        assert variants["torch.ops"]["x_vs_torch"] == pytest.approx(1.0) and variants["direct"]["x_vs_torch"] > 0
+    assert "### calls" in stdout and "× vs torch.ops" in stdout
 
 
 def test_ceilings_and_throughputs(smoke):
