@@ -96,6 +96,22 @@ def test_tanh_float32_is_within_one_ulp(ops):
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("n", [1, 255, 256, 257, 767, 768, 769, 1023, 1024, 4097, 100_003])
+def test_cpp_tanh_is_the_same_in_every_block(dtype, n):
+    """The C++ tanh walks its input in blocks and fetches ahead (csrc/cpu/activations.cpp): each
+    element comes out the same alone, and from a slice that moves every block edge."""
+    require_cpp()
+    from minidl.kernels import cpp
+
+    x = torch.randn(n, dtype=dtype) * 4
+    y = cpp.tanh_forward(x)
+    alone = torch.cat([cpp.tanh_forward(x[i:i + 1]) for i in range(min(n, 300))])
+    assert torch.equal(y[:300], alone)
+    assert torch.equal(y[7:], cpp.tanh_forward(x[7:].clone()))
+    torch.testing.assert_close(y, x.tanh(), rtol=4 * torch.finfo(dtype).eps, atol=torch.finfo(dtype).eps)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 def test_special_values_follow_torch(ops, dtype):
     x = torch.tensor([float("nan"), float("inf"), -float("inf"), 0.0, -0.0, 1e-30, -1e-30, 50.0, -50.0],
                      dtype=dtype)
