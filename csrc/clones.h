@@ -10,3 +10,12 @@
 #else
 #define MINIDL_CLONES
 #endif
+
+// For the scalar helpers that the cloned loops call (tanh_f32, ...): inlined into every clone, so
+// that each compiles them for its own instruction set; a helper left out of line is compiled for
+// baseline x86-64 only, where std::fma is a library call per operation (20x slower).
+#if defined(__GNUC__)
+#define MINIDL_INLINE __attribute__((always_inline)) inline
+#else
+#define MINIDL_INLINE inline
+#endif

@@ -21,13 +21,13 @@ namespace {
 
 constexpr int64_t kGrain = 32768;  // elements per task: below this, threads cost more than they save
 
-inline float bits_to_float(int32_t i) { return __builtin_bit_cast(float, i); }
-inline int32_t float_to_bits(float f) { return __builtin_bit_cast(int32_t, f); }
+MINIDL_INLINE float bits_to_float(int32_t i) { return __builtin_bit_cast(float, i); }
+MINIDL_INLINE int32_t float_to_bits(float f) { return __builtin_bit_cast(int32_t, f); }
 
 // exp(x) for 0 <= x <= 20 (Cephes expf): x = n ln2 + r, exp(r) by a degree-6 polynomial, 2^n by
 // building the exponent bits. Rounding via the 1.5*2^23 trick keeps the loop free of calls.
 // Horner steps are std::fma: fewer instructions and one rounding each, the same on every CPU.
-inline float exp_small_f32(float x) {
+MINIDL_INLINE float exp_small_f32(float x) {
   const float shifter = 12582912.0f;  // 1.5 * 2^23
   float t = std::fma(x, 1.44269504088896341f, shifter);
   float n = t - shifter;
@@ -47,7 +47,7 @@ inline float exp_small_f32(float x) {
 // tanh in float32, max error 1 ulp (test_ops.py sweeps it against float64): an odd polynomial
 // near 0 (Cephes tanhf), else 1 - 2 / (exp(2|x|) + 1). Above |x| = 10, tanh rounds to +-1 in
 // float32, hence the clamp.
-inline float tanh_f32(float x) {
+MINIDL_INLINE float tanh_f32(float x) {
   float ax = std::fabs(x);
   float s = x * x;
   float q = -5.70498872745e-3f;
@@ -62,8 +62,8 @@ inline float tanh_f32(float x) {
   return x != x ? x : y;                                      // NaN in, NaN out
 }
 
-inline float tanh_any(float x) { return tanh_f32(x); }
-inline double tanh_any(double x) { return std::tanh(x); }
+MINIDL_INLINE float tanh_any(float x) { return tanh_f32(x); }
+MINIDL_INLINE double tanh_any(double x) { return std::tanh(x); }
 
 // The hardware prefetchers fall behind a loop this heavy in arithmetic, and then the core waits for
 // memory and computes in turn. Asking for the input a few blocks ahead, by hand, lets the two
