@@ -1,6 +1,7 @@
 // minidl._C.direct: the registered ops called from Python without torch.ops' boxed path.
-// torch.ops converts every argument to an IValue, releases and retakes the GIL, and unboxes again:
-// ≈ 2 µs a call plus ≈ 0.25 µs per tensor in a list, most of a small network's training step.
+// torch.ops converts every argument to an IValue, releases and retakes the GIL, and unboxes again,
+// which makes a call 1.6-2.8 times as costly (`python -m minidl.bench --sections calls`); calls are
+// most of a small network's training step.
 // These functions take the tensors straight from pybind11 and call the same op through the
 // dispatcher's typed (unboxed) path, as torch's own Python bindings do, so that device dispatch,
 // fake tensors and every registered kernel behave exactly as through torch.ops.

@@ -366,6 +366,7 @@ def call_variants(device):
 
 
 def _tensors_in(args):
+    """The tensors among call arguments, also those inside lists."""
     return [t for a in args for t in (a if isinstance(a, list) else [a]) if isinstance(t, torch.Tensor)]
 
 
