@@ -290,13 +290,29 @@ def torch_step_fn(net, x, t):
     return step
 
 
-def train_variants(sizes, batch, device, seed=0):
-    """Training-step variants (minidl cpp, minidl python, torch) from the same initial weights."""
+def minidl_gradients_fn(net, x, t):
+    """A minidl step without its SGD update (forward, loss, backward): timed beside the whole step, it
+    shows what the update costs. Gradients keep accumulating; the weights never change."""
+    crit = minidl.LossMSE()
+
+    def step():
+        loss = crit.forward(net.forward(x), t)
+        net.backward(crit.backward(), input_grad=False)
+        return loss
+    return step
+
+
+def train_variants(sizes, batch, device, seed=0, without_update=False):
+    """Training-step variants (minidl cpp, minidl python, torch) from the same initial weights; with
+    without_update, also "cpp fwd+bwd" (minidl_gradients_fn) where the extension loads."""
     x, t = torch.rand(batch, sizes[0], device=device), torch.rand(batch, sizes[-1], device=device)
     variants = []
     names = [name for name, _ in kernel_modules()]
     for name in names:
         variants.append(Variant(name, minidl_step_fn(build_minidl_net(sizes, device, seed), x, t), backend=name))
+    if without_update and "cpp" in names:
+        variants.append(Variant("cpp fwd+bwd", minidl_gradients_fn(build_minidl_net(sizes, device, seed), x, t),
+                                backend="cpp"))
     variants.append(Variant("torch", torch_step_fn(torch_copy(build_minidl_net(sizes, device, seed)), x, t),
                             grad=True))
     return variants
@@ -425,7 +441,8 @@ def run_training(section, nets, cfg, threads, device, sync, checks):
             f"{v} {ls[-1]:.6g}" for v, ls in check["losses"].items())
             + f" after {check['steps']} steps: {'ok' if check['ok'] else 'MISMATCH'} (rtol {CHECK_RTOL:g})")
         gemm, gemm_flop = gemm_ceiling(cfg["gemm_n"], device)
-        stats = measure(train_variants(sizes, batch, device) + [gemm], cfg["repeats"], cfg["target"], sync)
+        variants = train_variants(sizes, batch, device, without_update=section == "mlp")
+        stats = measure(variants + [gemm], cfg["repeats"], cfg["target"], sync)
         flop = step_flops(sizes, batch)
         split_ceiling(stats, flop, gemm_flop, "pct_gemm_peak")
         add_speedups(stats)
@@ -492,6 +509,8 @@ def tables(section, recs, threads, device):
                   fmt(r["gbs"]), fmt(r["pct_copy_bw"], ".1f"), fmt(r.get("x_vs_torch"), ".2f")) for r in ew])
         return out
     head = "Training step (forward, MSE loss, backward, SGD momentum step)"
+    if any(r["variant"] == "cpp fwd+bwd" for r in recs):
+        head += "; cpp fwd+bwd: the cpp step without its SGD update"
     return title + f"\n{head}\n\n" + md_table(
         ["net", "batch", "variant", "median", "spread", "steps/s", "GFLOP/s", "% GEMM peak", "× vs torch"],
         [(r["net"], r["batch"], r["variant"], fmt_time(r["median_s"]), spread(r), f"{1 / r['median_s']:.0f}",
