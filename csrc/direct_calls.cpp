@@ -3,8 +3,9 @@
 // which makes a call 1.6-2.8 times as costly (`python -m minidl.bench --sections calls`); calls are
 // most of a small network's training step.
 // These functions take the tensors straight from pybind11 and call the same op through the
-// dispatcher's typed (unboxed) path, as torch's own Python bindings do, so that device dispatch,
-// fake tensors and every registered kernel behave exactly as through torch.ops.
+// dispatcher's typed (unboxed) path, as torch's own Python bindings do, so that everything below
+// the dispatcher (device dispatch, fake and meta tensors, __torch_dispatch__, every registered
+// kernel) behaves as through torch.ops; __torch_function__ modes and overrides are not consulted.
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/csrc/utils/pybind.h>
 
@@ -48,9 +49,12 @@ void def(py::module_& m, const char* qualified_name, F&& f, const Extra&... extr
   m.add_object(attr, py::cpp_function(std::forward<F>(f), py::name(qualified_name), py::scope(m), extra...));
 }
 
-int64_t numel(TensorList ts) {
+// Elements of a tensor, or 0 when its sizes are symbolic (tracing): such calls keep the GIL.
+int64_t elements(const Tensor& t) { return t.sym_numel().maybe_as_int().value_or(0); }
+
+int64_t elements(TensorList ts) {
   int64_t n = 0;
-  for (const Tensor& t : ts) n += t.numel();
+  for (const Tensor& t : ts) n += elements(t);
   return n;
 }
 
@@ -64,27 +68,27 @@ void add_direct_calls(PyObject* parent) {
   using LinearForward = Tensor(const Tensor&, const Tensor&, const OptTensor&);
   def(m, "minidl.linear_forward",
       [h = op<LinearForward>("minidl::linear_forward")](const Tensor& x, const Tensor& w, const OptTensor& b) {
-        return maybe_without_gil(x.numel() + w.numel(), [&] { return h.call(x, w, b); });
+        return maybe_without_gil(elements(x) + elements(w), [&] { return h.call(x, w, b); });
       },
       arg("input"), arg("weight"), arg("bias").none(true));
   using LinearBackward = Tensor(const Tensor&, const Tensor&, const Tensor&, Tensor&, const OptTensor&);
   def(m, "minidl.linear_backward",
       [h = op<LinearBackward>("minidl::linear_backward")](const Tensor& g, const Tensor& x, const Tensor& w,
                                                           Tensor gw, const OptTensor& gb) {
-        return maybe_without_gil(x.numel() + w.numel(), [&] { return h.call(g, x, w, gw, gb); });
+        return maybe_without_gil(elements(x) + elements(w), [&] { return h.call(g, x, w, gw, gb); });
       },
       arg("grad_output"), arg("input"), arg("weight"), arg("grad_weight"), arg("grad_bias").none(true));
 
   using Unary = Tensor(const Tensor&);
   auto unary = [](const char* name) {
-    return [h = op<Unary>(name)](const Tensor& x) { return maybe_without_gil(x.numel(), [&] { return h.call(x); }); };
+    return [h = op<Unary>(name)](const Tensor& x) { return maybe_without_gil(elements(x), [&] { return h.call(x); }); };
   };
   def(m, "minidl.tanh_forward", unary("minidl::tanh_forward"), arg("input"));
   def(m, "minidl.relu_forward", unary("minidl::relu_forward"), arg("input"));
   using Binary = Tensor(const Tensor&, const Tensor&);
   auto binary = [](const char* name) {
     return [h = op<Binary>(name)](const Tensor& g, const Tensor& y) {
-      return maybe_without_gil(y.numel(), [&] { return h.call(g, y); });
+      return maybe_without_gil(elements(y), [&] { return h.call(g, y); });
     };
   };
   def(m, "minidl.tanh_backward", binary("minidl::tanh_backward"), arg("grad_output"), arg("output"));
@@ -94,7 +98,7 @@ void add_direct_calls(PyObject* parent) {
   def(m, "minidl.mlp_forward",
       [h = op<MlpForward>("minidl::mlp_forward")](const Tensor& x, std::vector<Tensor> ws, std::vector<Tensor> bs,
                                                   std::vector<int64_t> acts) {
-        return maybe_without_gil(x.numel() + numel(ws), [&] { return h.call(x, ws, bs, acts); });
+        return maybe_without_gil(elements(x) + elements(ws), [&] { return h.call(x, ws, bs, acts); });
       },
       arg("input"), arg("weights"), arg("biases"), arg("activations"));
   using MlpBackward = void(const Tensor&, const Tensor&, TensorList, TensorList, TensorList, TensorList,
@@ -104,7 +108,7 @@ void add_direct_calls(PyObject* parent) {
                                                     std::vector<Tensor> ws, std::vector<Tensor> gws,
                                                     std::vector<Tensor> gbs, std::vector<int64_t> acts,
                                                     const OptTensor& gx) {
-        maybe_without_gil(x.numel() + numel(ws), [&] { h.call(g, x, ys, ws, gws, gbs, acts, gx); });
+        maybe_without_gil(elements(x) + elements(ws), [&] { h.call(g, x, ys, ws, gws, gbs, acts, gx); });
       },
       arg("grad_output"), arg("input"), arg("outputs"), arg("weights"), arg("grad_weights"), arg("grad_biases"),
       arg("activations"), arg("grad_input").none(true));
@@ -112,14 +116,14 @@ void add_direct_calls(PyObject* parent) {
   using MseForward = std::tuple<Tensor, Tensor>(const Tensor&, const Tensor&);
   def(m, "minidl.mse_forward",
       [h = op<MseForward>("minidl::mse_forward")](const Tensor& y, const Tensor& t) {
-        return maybe_without_gil(y.numel(), [&] { return h.call(y, t); });
+        return maybe_without_gil(elements(y), [&] { return h.call(y, t); });
       },
       arg("output"), arg("target"));
   using SgdStep = void(TensorList, TensorList, TensorList, double, double, double, bool);
   def(m, "minidl.sgd_step_",
       [h = op<SgdStep>("minidl::sgd_step_")](std::vector<Tensor> ps, std::vector<Tensor> gs, std::vector<Tensor> vs,
                                              double lr, double momentum, double weight_decay, bool zero_grads) {
-        maybe_without_gil(numel(ps), [&] { h.call(ps, gs, vs, lr, momentum, weight_decay, zero_grads); });
+        maybe_without_gil(elements(ps), [&] { h.call(ps, gs, vs, lr, momentum, weight_decay, zero_grads); });
       },
       arg("params"), arg("grads"), arg("momentum_buffers"), arg("lr"), arg("momentum"), arg("weight_decay"),
       arg("zero_grads") = false);
