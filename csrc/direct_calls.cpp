@@ -1,6 +1,6 @@
 // minidl._C.direct: the registered ops called from Python without torch.ops' boxed path.
 // torch.ops converts every argument to an IValue, releases and retakes the GIL, and unboxes again,
-// which makes a call 1.6-2.8 times as costly (`python -m minidl.bench --sections calls`); calls are
+// which makes a call about twice as costly (`python -m minidl.bench --sections calls`); calls are
 // most of a small network's training step.
 // These functions take the tensors straight from pybind11 and call the same op through the
 // dispatcher's typed (unboxed) path, as torch's own Python bindings do, so that everything below
