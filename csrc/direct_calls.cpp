@@ -6,16 +6,14 @@
 // dispatcher's typed (unboxed) path, as torch's own Python bindings do, so that everything below
 // the dispatcher (device dispatch, fake and meta tensors, __torch_dispatch__, every registered
 // kernel) behaves as through torch.ops; __torch_function__ modes and overrides are not consulted.
-#include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/csrc/utils/pybind.h>
 
 #include <cstring>
-#include <optional>
-#include <string>
 #include <tuple>
 #include <vector>
 
 #include "direct_calls.h"
+#include "dispatch.h"
 
 namespace minidl {
 namespace {
@@ -24,11 +22,6 @@ namespace py = pybind11;
 using at::Tensor;
 using at::TensorList;
 using OptTensor = c10::optional<Tensor>;
-
-template <typename Signature>
-c10::TypedOperatorHandle<Signature> op(const char* name) {
-  return c10::Dispatcher::singleton().findSchemaOrThrow(name, "").typed<Signature>();
-}
 
 // Kernels that touch more than this many elements run with the GIL released, so that other Python
 // threads go on meanwhile; below it, releasing and retaking the GIL would cost more than the kernel.
@@ -67,13 +60,13 @@ void add_direct_calls(PyObject* parent) {
 
   using LinearForward = Tensor(const Tensor&, const Tensor&, const OptTensor&);
   def(m, "minidl.linear_forward",
-      [h = op<LinearForward>("minidl::linear_forward")](const Tensor& x, const Tensor& w, const OptTensor& b) {
+      [h = typed_op<LinearForward>("minidl::linear_forward")](const Tensor& x, const Tensor& w, const OptTensor& b) {
         return maybe_without_gil(elements(x) + elements(w), [&] { return h.call(x, w, b); });
       },
       arg("input"), arg("weight"), arg("bias").none(true));
   using LinearBackward = Tensor(const Tensor&, const Tensor&, const Tensor&, Tensor&, const OptTensor&);
   def(m, "minidl.linear_backward",
-      [h = op<LinearBackward>("minidl::linear_backward")](const Tensor& g, const Tensor& x, const Tensor& w,
+      [h = typed_op<LinearBackward>("minidl::linear_backward")](const Tensor& g, const Tensor& x, const Tensor& w,
                                                           Tensor gw, const OptTensor& gb) {
         return maybe_without_gil(elements(x) + elements(w), [&] { return h.call(g, x, w, gw, gb); });
       },
@@ -81,13 +74,13 @@ void add_direct_calls(PyObject* parent) {
 
   using Unary = Tensor(const Tensor&);
   auto unary = [](const char* name) {
-    return [h = op<Unary>(name)](const Tensor& x) { return maybe_without_gil(elements(x), [&] { return h.call(x); }); };
+    return [h = typed_op<Unary>(name)](const Tensor& x) { return maybe_without_gil(elements(x), [&] { return h.call(x); }); };
   };
   def(m, "minidl.tanh_forward", unary("minidl::tanh_forward"), arg("input"));
   def(m, "minidl.relu_forward", unary("minidl::relu_forward"), arg("input"));
   using Binary = Tensor(const Tensor&, const Tensor&);
   auto binary = [](const char* name) {
-    return [h = op<Binary>(name)](const Tensor& g, const Tensor& y) {
+    return [h = typed_op<Binary>(name)](const Tensor& g, const Tensor& y) {
       return maybe_without_gil(elements(y), [&] { return h.call(g, y); });
     };
   };
@@ -96,7 +89,7 @@ void add_direct_calls(PyObject* parent) {
 
   using MlpForward = std::vector<Tensor>(const Tensor&, TensorList, TensorList, at::IntArrayRef);
   def(m, "minidl.mlp_forward",
-      [h = op<MlpForward>("minidl::mlp_forward")](const Tensor& x, std::vector<Tensor> ws, std::vector<Tensor> bs,
+      [h = typed_op<MlpForward>("minidl::mlp_forward")](const Tensor& x, std::vector<Tensor> ws, std::vector<Tensor> bs,
                                                   std::vector<int64_t> acts) {
         return maybe_without_gil(elements(x) + elements(ws), [&] { return h.call(x, ws, bs, acts); });
       },
@@ -104,7 +97,7 @@ void add_direct_calls(PyObject* parent) {
   using MlpBackward = void(const Tensor&, const Tensor&, TensorList, TensorList, TensorList, TensorList,
                            at::IntArrayRef, const OptTensor&);
   def(m, "minidl.mlp_backward",
-      [h = op<MlpBackward>("minidl::mlp_backward")](const Tensor& g, const Tensor& x, std::vector<Tensor> ys,
+      [h = typed_op<MlpBackward>("minidl::mlp_backward")](const Tensor& g, const Tensor& x, std::vector<Tensor> ys,
                                                     std::vector<Tensor> ws, std::vector<Tensor> gws,
                                                     std::vector<Tensor> gbs, std::vector<int64_t> acts,
                                                     const OptTensor& gx) {
@@ -115,13 +108,13 @@ void add_direct_calls(PyObject* parent) {
 
   using MseForward = std::tuple<Tensor, Tensor>(const Tensor&, const Tensor&);
   def(m, "minidl.mse_forward",
-      [h = op<MseForward>("minidl::mse_forward")](const Tensor& y, const Tensor& t) {
+      [h = typed_op<MseForward>("minidl::mse_forward")](const Tensor& y, const Tensor& t) {
         return maybe_without_gil(elements(y), [&] { return h.call(y, t); });
       },
       arg("output"), arg("target"));
   using SgdStep = void(TensorList, TensorList, TensorList, double, double, double, bool);
   def(m, "minidl.sgd_step_",
-      [h = op<SgdStep>("minidl::sgd_step_")](std::vector<Tensor> ps, std::vector<Tensor> gs, std::vector<Tensor> vs,
+      [h = typed_op<SgdStep>("minidl::sgd_step_")](std::vector<Tensor> ps, std::vector<Tensor> gs, std::vector<Tensor> vs,
                                              double lr, double momentum, double weight_decay, bool zero_grads) {
         maybe_without_gil(elements(ps), [&] { h.call(ps, gs, vs, lr, momentum, weight_decay, zero_grads); });
       },

@@ -5,13 +5,13 @@
 // CPU, else through the registered minidl ops (the CUDA kernels).
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
-#include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/library.h>
 
 #include <initializer_list>
 
 #include "activation.h"
 #include "checks.h"
+#include "dispatch.h"
 #include "cpu/activations.h"
 #include "cpu/block_cache.h"
 #include "cpu/small_linear.h"
@@ -22,18 +22,11 @@ namespace {
 using UnaryOp = at::Tensor(const at::Tensor&);
 using BinaryOp = at::Tensor(const at::Tensor&, const at::Tensor&);
 
-c10::TypedOperatorHandle<UnaryOp> unary_op(const char* name) {
-  return c10::Dispatcher::singleton().findSchemaOrThrow(name, "").typed<UnaryOp>();
-}
-c10::TypedOperatorHandle<BinaryOp> binary_op(const char* name) {
-  return c10::Dispatcher::singleton().findSchemaOrThrow(name, "").typed<BinaryOp>();
-}
-
 // act(y) off the CPU, through the registered op (the CUDA kernel).
 at::Tensor activate(const at::Tensor& y, Activation act) {
   if (act == Activation::None) return y;
-  static auto tanh_op = unary_op("minidl::tanh_forward");
-  static auto relu_op = unary_op("minidl::relu_forward");
+  static auto tanh_op = typed_op<UnaryOp>("minidl::tanh_forward");
+  static auto relu_op = typed_op<UnaryOp>("minidl::relu_forward");
   return (act == Activation::Tanh ? tanh_op : relu_op).call(y);
 }
 
@@ -45,8 +38,8 @@ at::Tensor activate_backward(const at::Tensor& grad, const at::Tensor& y, Activa
     cpu::activation_backward_out(grad, y, out, act);
     return out;
   }
-  static auto tanh_op = binary_op("minidl::tanh_backward");
-  static auto relu_op = binary_op("minidl::relu_backward");
+  static auto tanh_op = typed_op<BinaryOp>("minidl::tanh_backward");
+  static auto relu_op = typed_op<BinaryOp>("minidl::relu_backward");
   return (act == Activation::Tanh ? tanh_op : relu_op).call(grad, y);
 }
 
@@ -110,14 +103,14 @@ std::vector<at::Tensor> mlp_forward(const at::Tensor& input, at::TensorList weig
   for (size_t i = 0; i < weights.size(); ++i) {
     const at::Tensor &W = weights[i], &b = biases[i];
     const auto act = static_cast<Activation>(activations[i]);
-    if (x.is_cpu() && all_contiguous({&x, &W, &b}) && cpu::small_linear_pays(x.size(0), W.size(1), W.size(0))) {
+    if (x.is_cpu()) {
       at::Tensor y = cpu::empty_output({x.size(0), W.size(0)}, W.options());
-      cpu::small_linear_forward(x, W, b, y, act);
-      x = y;
-    } else if (x.is_cpu()) {
-      at::Tensor y = cpu::empty_output({x.size(0), W.size(0)}, W.options());
-      at::mm_out(y, x, W.t());  // then bias and activation in one pass over y
-      cpu::bias_activation_(y, b.contiguous(), act);
+      if (all_contiguous({&x, &W, &b}) && cpu::small_linear_pays(x.size(0), W.size(1), W.size(0))) {
+        cpu::small_linear_forward(x, W, b, y, act);
+      } else {
+        at::mm_out(y, x, W.t());  // then bias and activation in one pass over y
+        cpu::bias_activation_(y, b.contiguous(), act);
+      }
       x = y;
     } else {
       x = activate(at::addmm(b, x, W.t()), act);

@@ -265,14 +265,17 @@ def torch_copy(net):
     return torch.nn.Sequential(*mods)
 
 
-def minidl_step_fn(net, x, t):
-    """One minidl training step (forward, loss, backward, SGD step); returns the loss."""
+def minidl_step_fn(net, x, t, update=True):
+    """One minidl training step (forward, loss, backward, SGD step); returns the loss. With update=False,
+    no SGD step: timed beside the whole step, it shows what the update costs (gradients then keep
+    accumulating and the weights never change)."""
     crit, opt = minidl.LossMSE(), minidl.SGD(net.param(), lr=LR, momentum=MOMENTUM)
 
     def step():  # gradients start at zero; step(zero_grad=True) zeroes them for the next step in its pass
         loss = crit.forward(net.forward(x), t)
         net.backward(crit.backward(), input_grad=False)
-        opt.step(zero_grad=True)
+        if update:
+            opt.step(zero_grad=True)
         return loss
     return step
 
@@ -290,28 +293,16 @@ def torch_step_fn(net, x, t):
     return step
 
 
-def minidl_gradients_fn(net, x, t):
-    """A minidl step without its SGD update (forward, loss, backward): timed beside the whole step, it
-    shows what the update costs. Gradients keep accumulating; the weights never change."""
-    crit = minidl.LossMSE()
-
-    def step():
-        loss = crit.forward(net.forward(x), t)
-        net.backward(crit.backward(), input_grad=False)
-        return loss
-    return step
-
-
 def train_variants(sizes, batch, device, seed=0, without_update=False):
     """Training-step variants (minidl cpp, minidl python, torch) from the same initial weights; with
-    without_update, also "cpp fwd+bwd" (minidl_gradients_fn) where the extension loads."""
+    without_update, also "cpp fwd+bwd" (the cpp step without its SGD update) where the extension loads."""
     x, t = torch.rand(batch, sizes[0], device=device), torch.rand(batch, sizes[-1], device=device)
     variants = []
     names = [name for name, _ in kernel_modules()]
     for name in names:
         variants.append(Variant(name, minidl_step_fn(build_minidl_net(sizes, device, seed), x, t), backend=name))
     if without_update and "cpp" in names:
-        variants.append(Variant("cpp fwd+bwd", minidl_gradients_fn(build_minidl_net(sizes, device, seed), x, t),
+        variants.append(Variant("cpp fwd+bwd", minidl_step_fn(build_minidl_net(sizes, device, seed), x, t, update=False),
                                 backend="cpp"))
     variants.append(Variant("torch", torch_step_fn(torch_copy(build_minidl_net(sizes, device, seed)), x, t),
                             grad=True))
@@ -402,12 +393,12 @@ def run_calls(cfg, threads, device, sync):
 def run_ops(cfg, threads, device, sync):
     """Each op forward + backward: minidl cpp vs minidl python vs torch with autograd."""
     out = []
+    gemm, gemm_flop = gemm_ceiling(cfg["gemm_n"], device)
     for batch, n_in, n_out in cfg["linear"]:
         flop = 6 * batch * n_in * n_out
         repeats = cfg["big_repeats"] if flop > cfg["big_flop"] else cfg["repeats"]
         case = f"{batch}x{n_in}->{n_out}"
         progress(f"linear {case}, {threads} thread(s)")
-        gemm, gemm_flop = gemm_ceiling(cfg["gemm_n"], device)
         stats = measure(linear_variants(batch, n_in, n_out, device) + [gemm], repeats, cfg["target"], sync)
         split_ceiling(stats, flop, gemm_flop, "pct_gemm_peak")
         add_speedups(stats)
@@ -432,6 +423,7 @@ def run_ops(cfg, threads, device, sync):
 def run_training(section, nets, cfg, threads, device, sync, checks):
     """Training steps of each (name, sizes, batch) net: check the losses agree, then time them."""
     out = []
+    gemm, gemm_flop = gemm_ceiling(cfg["gemm_n"], device)
     for name, sizes, batch in nets:
         case = f"{name} b{batch}"
         progress(f"{case}, {threads} thread(s)")
@@ -440,7 +432,6 @@ def run_training(section, nets, cfg, threads, device, sync, checks):
         print(f"loss check {case} ({threads} thread(s)): " + ", ".join(
             f"{v} {ls[-1]:.6g}" for v, ls in check["losses"].items())
             + f" after {check['steps']} steps: {'ok' if check['ok'] else 'MISMATCH'} (rtol {CHECK_RTOL:g})")
-        gemm, gemm_flop = gemm_ceiling(cfg["gemm_n"], device)
         variants = train_variants(sizes, batch, device, without_update=section == "mlp")
         stats = measure(variants + [gemm], cfg["repeats"], cfg["target"], sync)
         flop = step_flops(sizes, batch)

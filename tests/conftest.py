@@ -1,5 +1,6 @@
 """Fixtures shared by the core tests: the kernel backends and the devices to run them on."""
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -9,6 +10,15 @@ from minidl import backend
 
 BACKENDS = ["cpp", "python"]
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+# Subprocesses import the same minidl as this process: the installed one, else the checkout.
+PACKAGE_ROOT = Path(minidl.__file__).resolve().parents[1]
+
+
+def subprocess_env(**extra):
+    """os.environ for a child Python that imports this process's minidl (PACKAGE_ROOT first on its path)."""
+    return {**os.environ, "PYTHONPATH": str(PACKAGE_ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""), **extra}
 
 
 def require_cpp():

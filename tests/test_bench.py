@@ -12,10 +12,10 @@ import torch
 import minidl
 from minidl import backend
 
+from conftest import require_cpp, subprocess_env
+
 BENCH = pathlib.Path(__file__).resolve().parents[1] / "minidl" / "bench.py"
-# The subprocess imports the same minidl as this process (the installed one, as the other tests do).
-ENV = {**os.environ, "MINIDL_BACKEND": "auto",
-       "PYTHONPATH": os.pathsep.join([str(pathlib.Path(minidl.__file__).parents[1]), os.environ.get("PYTHONPATH", "")])}
+ENV = subprocess_env(MINIDL_BACKEND="auto")
 
 
 def run_bench(*args, cwd=None):
@@ -76,8 +76,7 @@ def test_every_variant_timed_with_a_speedup(smoke):
 
 def test_calls_compare_torch_ops_with_direct(smoke):
     data, stdout = smoke
-    if not backend.cpp_available():
-        pytest.skip("the calls section needs the C++ extension")
+    require_cpp()
     recs = [r for r in data["results"] if r["section"] == "calls"]
     assert {r["case"].split()[0] for r in recs} == {"relu_forward", "mlp_forward", "sgd_step_"}
     for case in {(r["case"], r["threads"]) for r in recs}:

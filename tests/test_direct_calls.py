@@ -7,34 +7,7 @@ import pytest
 import torch
 
 from conftest import require_cpp
-
-
-def _cases(device, dtype):
-    torch.manual_seed(5)
-    x, w, b = (torch.randn(5, 3, dtype=dtype, device=device), torch.randn(4, 3, dtype=dtype, device=device),
-               torch.randn(4, dtype=dtype, device=device))
-    w2, b2 = torch.randn(2, 4, dtype=dtype, device=device), torch.randn(2, dtype=dtype, device=device)
-    gy, y = torch.randn(5, 4, dtype=dtype, device=device), torch.randn(5, 4, dtype=dtype, device=device)
-    outs = [torch.randn(5, 4, dtype=dtype, device=device).tanh(), torch.randn(5, 2, dtype=dtype, device=device)]
-    zeros = torch.zeros_like
-    return [
-        ("linear_forward", (x, w, b)),
-        ("linear_forward", (x.t().contiguous().t(), w, None)),
-        ("linear_backward", (gy, x, w, zeros(w), zeros(b))),
-        ("linear_backward", (gy, x, w, zeros(w), None)),
-        ("tanh_forward", (x.t(),)),
-        ("tanh_backward", (gy, y)),
-        ("relu_forward", (x,)),
-        ("relu_backward", (gy, y)),
-        ("mlp_forward", (x, [w, w2], [b, b2], [2, 1])),
-        ("mlp_backward", (torch.randn(5, 2, dtype=dtype, device=device), x, outs, [w, w2], [zeros(w), zeros(w2)],
-                          [zeros(b), zeros(b2)], [2, 0], torch.empty_like(x))),
-        ("mlp_backward", (torch.randn(5, 2, dtype=dtype, device=device), x, outs, [w, w2], [zeros(w), zeros(w2)],
-                          [zeros(b), zeros(b2)], [2, 0], None)),
-        ("mse_forward", (gy, y)),
-        ("sgd_step_", ([w.clone(), b.clone()], [w.clone(), b.clone()], [zeros(w), zeros(b)], 0.1, 0.9, 0.01, True)),
-        ("sgd_step_", ([w.clone(), b.clone()], [w.clone(), b.clone()], [], 0.1, 0.0, 0.0, False)),
-    ]
+from test_ops import _opcheck_cases  # every op, both dtypes: the cases opcheck runs
 
 
 def _clone(value):
@@ -54,13 +27,12 @@ def _tensors(value):
     return []
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-@pytest.mark.parametrize("index", range(len(_cases("cpu", torch.float32))))
-def test_direct_call_equals_torch_ops(device, dtype, index):
+@pytest.mark.parametrize("index", range(len(_opcheck_cases("cpu"))))
+def test_direct_call_equals_torch_ops(device, index):
     require_cpp()
     import minidl._C
 
-    name, args = _cases(device, dtype)[index]
+    name, args = _opcheck_cases(device)[index]
     via_ops, via_direct = _clone(list(args)), _clone(list(args))
     out_ops = getattr(torch.ops.minidl, name).default(*via_ops)
     out_direct = getattr(minidl._C.direct, name)(*via_direct)
@@ -71,12 +43,12 @@ def test_direct_call_equals_torch_ops(device, dtype, index):
         assert torch.equal(e, g), f"{name}: direct call differs from torch.ops.minidl.{name}"
 
 
-@pytest.mark.parametrize("index", range(len(_cases("cpu", torch.float32))))
+@pytest.mark.parametrize("index", range(len(_opcheck_cases("cpu"))))
 def test_direct_call_dispatches_meta_tensors_to_the_fake_kernels(index):
     require_cpp()
     import minidl._C
 
-    name, args = _cases("meta", torch.float32)[index]
+    name, args = _opcheck_cases("meta")[index]
     out_ops = getattr(torch.ops.minidl, name).default(*args)
     out_direct = getattr(minidl._C.direct, name)(*args)
     expected, got = _tensors(out_ops), _tensors(out_direct)

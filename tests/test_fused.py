@@ -3,7 +3,6 @@ import pytest
 import torch
 
 import minidl as dl
-from minidl import backend
 
 from conftest import require_cpp
 
@@ -225,3 +224,25 @@ def test_mse_forward_overflows_to_inf_like_torch(ops, dtype):
     loss, grad = ops.mse_forward(big, -big)
     assert torch.equal(loss, torch.nn.functional.mse_loss(big, -big))  # inf in float32 and float64
     assert torch.isfinite(grad).all()
+
+
+@pytest.mark.parametrize("batch, width", [(0, 100), (2, 64), (3, 45), (2, 65)])
+def test_small_layer_loops_at_their_size_limit(batch, width):
+    """The direct loops for small layers (csrc/cpu/small_linear.cpp) at their limit of 8K multiply-adds,
+    just past it, and an empty batch before a large layer, against the fallback in float64."""
+    require_cpp()
+    from minidl.kernels import cpp, python
+
+    torch.manual_seed(0)
+    x = torch.randn(batch, width, dtype=torch.float64)
+    ws = [torch.randn(width, width, dtype=torch.float64), torch.randn(3, width, dtype=torch.float64)]
+    bs = [torch.randn(width, dtype=torch.float64), torch.randn(3, dtype=torch.float64)]
+    outs = {}
+    for name, k in (("cpp", cpp), ("python", python)):
+        ys = k.mlp_forward(x, ws, bs, [2, 0])
+        gws, gbs, gx = [torch.zeros_like(w) for w in ws], [torch.zeros_like(b) for b in bs], torch.empty_like(x)
+        k.mlp_backward(torch.ones_like(ys[-1]), x, ys, ws, gws, gbs, [2, 0], gx)
+        outs[name] = ys + gws + gbs + [gx]
+    for c, p in zip(outs["cpp"], outs["python"]):
+        assert c.shape == p.shape
+        torch.testing.assert_close(c, p, rtol=1e-12, atol=1e-12)

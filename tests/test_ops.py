@@ -185,6 +185,7 @@ def _opcheck_cases(device):
             ("mlp_forward", (x, [w, w2], [b, b2], [2, 1])),
             ("mlp_backward", (torch.randn_like(outs[1]), x, outs, [w, w2], gws, gbs, [2, 1], torch.empty_like(x))),
             ("mlp_backward", (torch.randn_like(outs[1]), x, outs, [w, w2], gws, gbs, [2, 1], None)),
+            ("mlp_backward", (torch.randn_like(outs[1]), x, outs, [w, w2], gws, gbs, [2, 0], None)),
             ("mse_forward", (gy, torch.randn_like(gy))),
             ("sgd_step_", ([w.clone(), b.clone()], [w, b], [torch.zeros_like(w), torch.zeros_like(b)], 0.1, 0.9, 0.01)),
             ("sgd_step_", ([w.clone(), b.clone()], [w, b], [], 0.1, 0.0, 0.0)),

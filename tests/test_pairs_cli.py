@@ -2,30 +2,24 @@
 
 import csv
 import json
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
-
-import minidl
 
 from minidl.pairs.__main__ import main
 from minidl.pairs.study import StudyConfig, run_one
 from minidl.pairs.train import TrainConfig
 
+from conftest import PACKAGE_ROOT, subprocess_env
 from test_pairs_data import write_mnist
 
-# Subprocesses import the same minidl as this process: the installed one, else the checkout.
-PACKAGE_ROOT = Path(minidl.__file__).resolve().parents[1]
 
 
 def run_cli(*args):
-    env = {**os.environ, "PYTHONPATH": str(PACKAGE_ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     return subprocess.run([sys.executable, "-m", "minidl.pairs", *args], capture_output=True,
-                          text=True, env=env, cwd=PACKAGE_ROOT, timeout=300)
+                          text=True, env=subprocess_env(), cwd=PACKAGE_ROOT, timeout=300)
 
 
 def test_tiny_study_writes_table_json_csv_and_plots(tmp_path):

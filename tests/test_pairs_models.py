@@ -196,11 +196,8 @@ def test_training_works_with_autograd_globally_off():
     config = TrainConfig(epochs=2, curves=False)
     torch.manual_seed(0)
     reference = train_model(build_model("mlp"), data, config, seed=0)
-    torch.set_grad_enabled(False)
-    try:
-        torch.manual_seed(0)
-        result = train_model(build_model("mlp"), data, config, seed=0)
-    finally:
-        torch.set_grad_enabled(True)
+    torch.set_grad_enabled(False)  # conftest's restore_grad_mode turns it back on after the test
+    torch.manual_seed(0)
+    result = train_model(build_model("mlp"), data, config, seed=0)
     assert result["train_loss_curve"] == reference["train_loss_curve"]
     assert result["test_error"] == reference["test_error"]

@@ -1,24 +1,20 @@
 """Nothing lost: each finished run is recorded durably, a killed study resumes, old results are kept apart."""
 
 import json
-import os
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import torch
-
-import minidl
 
 from minidl.pairs.__main__ import main
 from minidl.pairs.store import (RUNS_FILE, StudyStateError, TruncatedRecordWarning, append_run,
                                 atomic_write_text, read_runs)
 
-# Subprocesses import the same minidl as this process: the installed one, else the checkout.
-PACKAGE_ROOT = Path(minidl.__file__).resolve().parents[1]
+from conftest import PACKAGE_ROOT, subprocess_env
+
 TIMING = ("seconds", "recorded_at")  # all that may differ between equal studies
 
 
@@ -48,10 +44,8 @@ STUDY = ["--models", "mlp,convnet", "--rounds", "4", "--epochs", "2", "--n-pairs
 
 def study_process(out, *extra):
     """Start python -m minidl.pairs with the STUDY options."""
-    env = {**os.environ, "PYTHONPATH": str(PACKAGE_ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
-           "PYTHONWARNINGS": "ignore"}
     return subprocess.Popen([sys.executable, "-m", "minidl.pairs", *STUDY, "--out", str(out), *extra],
-                            env=env, cwd=PACKAGE_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            env=subprocess_env(PYTHONWARNINGS="ignore"), cwd=PACKAGE_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def kill_after_first_run(process, runs_file, timeout=45):

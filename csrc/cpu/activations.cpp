@@ -86,8 +86,13 @@ MINIDL_CLONES void tanh_backward_loop(const T* g, const T* y, T* out, int64_t n)
 
 // `x < 0 ? 0 : x` rather than max(x, 0): NaN propagates, as in torch.relu.
 template <typename T>
+MINIDL_INLINE T relu_any(T x) {
+  return x < T(0) ? T(0) : x;
+}
+
+template <typename T>
 MINIDL_CLONES void relu_loop(const T* x, T* y, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) y[i] = x[i] < T(0) ? T(0) : x[i];
+  for (int64_t i = 0; i < n; ++i) y[i] = relu_any(x[i]);
 }
 
 // `y <= 0 ? 0 : g` as torch's threshold_backward: the gradient passes where y is NaN.
@@ -107,7 +112,7 @@ MINIDL_CLONES void bias_activation_loop(T* y, const T* b, int64_t rows, int64_t 
     for (int64_t c = 0; c < cols; ++c) {
       const T v = yr[c] + b[c];
       if constexpr (A == Activation::Relu) {
-        yr[c] = v < T(0) ? T(0) : v;
+        yr[c] = relu_any(v);
       } else if constexpr (A == Activation::Tanh) {
         yr[c] = tanh_any(v);
       } else {

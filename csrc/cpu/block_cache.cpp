@@ -160,10 +160,11 @@ class BlockCache final : public c10::Allocator {
 at::Tensor empty_output(at::IntArrayRef sizes, const at::TensorOptions& options) {
   TORCH_INTERNAL_ASSERT(options.device().is_cpu());
   const int64_t numel = c10::multiply_integers(sizes);
-  const size_t nbytes = static_cast<size_t>(numel) * c10::elementSize(c10::typeMetaToScalarType(options.dtype()));
+  const c10::ScalarType dtype = c10::typeMetaToScalarType(options.dtype());
+  const size_t nbytes = static_cast<size_t>(numel) * c10::elementSize(dtype);
   if (nbytes < kCachedMin) return at::empty(sizes, options);
-  return at::detail::empty_generic(sizes, &BlockCache::get(), c10::DispatchKeySet(c10::DispatchKey::CPU),
-                                   c10::typeMetaToScalarType(options.dtype()), c10::MemoryFormat::Contiguous);
+  return at::detail::empty_generic(sizes, &BlockCache::get(), c10::DispatchKeySet(c10::DispatchKey::CPU), dtype,
+                                   c10::MemoryFormat::Contiguous);
 }
 
 at::Tensor empty_output_like(const at::Tensor& like) { return empty_output(like.sizes(), like.options()); }

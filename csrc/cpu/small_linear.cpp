@@ -5,7 +5,6 @@
 #include <ATen/Dispatch.h>
 
 #include <cmath>
-#include <vector>
 
 #include "../clones.h"
 #include "activations.h"
@@ -13,6 +12,9 @@
 namespace minidl {
 namespace cpu {
 namespace {
+
+// Up to about 8K multiply-adds (25x25 layers to batch 13) the loops beat MKL's per-call cost.
+constexpr int64_t kMaxMultiplyAdds = int64_t(1) << 13;
 
 // Narrow outputs (the disk network's last layer): a dot product per output.
 template <typename T>
@@ -72,8 +74,7 @@ MINIDL_CLONES void backward_loop(const T* g, const T* x, const T* W, T* gW, T* g
 }  // namespace
 
 bool small_linear_pays(int64_t batch, int64_t in_features, int64_t out_features) {
-  // Up to about 8K multiply-adds (25x25 layers to batch 13) the loops beat MKL's per-call cost.
-  return batch * in_features * out_features <= (int64_t(1) << 13);
+  return batch * in_features * out_features <= kMaxMultiplyAdds;
 }
 
 void small_linear_forward(const at::Tensor& x, const at::Tensor& W, const at::Tensor& b, at::Tensor& y,
@@ -83,14 +84,16 @@ void small_linear_forward(const at::Tensor& x, const at::Tensor& W, const at::Te
     const scalar_t* w = W.const_data_ptr<scalar_t>();
     const scalar_t* xp = x.const_data_ptr<scalar_t>();
     scalar_t* yp = y.mutable_data_ptr<scalar_t>();
-    if (out < 8 || N == 1) {
+    if (out < 8 || N <= 1) {
       forward_dot_loop(xp, w, b.const_data_ptr<scalar_t>(), yp, N, in, out);
       return;
     }
-    std::vector<scalar_t> wt(in * out);  // W transposed: a few hundred values, reused for every row
+    // W transposed, reused for every row: at most kMaxMultiplyAdds / 2 values here, as N >= 2.
+    scalar_t wt[kMaxMultiplyAdds / 2];
+    TORCH_INTERNAL_ASSERT(in * out <= kMaxMultiplyAdds / 2, "small_linear_forward: a layer too large for it");
     for (int64_t o = 0; o < out; ++o)
       for (int64_t i = 0; i < in; ++i) wt[i * out + o] = w[o * in + i];
-    forward_axpy_loop(xp, wt.data(), b.const_data_ptr<scalar_t>(), yp, N, in, out);
+    forward_axpy_loop(xp, wt, b.const_data_ptr<scalar_t>(), yp, N, in, out);
   });
   activation_out(y, y, act);
 }
