@@ -3,7 +3,7 @@
     python -m minidl.bench                      # everything, 1 and 2 threads (about 5-10 minutes)
     python -m minidl.bench --quick              # a subset at 1 thread, under a minute
     python -m minidl.bench --sections ops,train --threads 2 --json out.json
-    python -m minidl.bench --device cuda        # on the GPU (timings synchronise the device)
+    python -m minidl.bench --device cuda        # on the GPU (adds 2^26 elements; timings synchronise)
 
 Sections: ceilings (GEMM and copy), calls (one cpp op call through torch.ops.minidl vs through
 minidl._C.direct, the per-call cost that small networks pay), ops (each op forward + backward),
@@ -577,6 +577,11 @@ def parse_args(argv):
 def make_config(args):
     """The sizes and repeats for the chosen mode, with the command line's overrides."""
     cfg = dict(CONFIGS["smoke" if args.smoke else "quick" if args.quick else "full"])
+    if args.device == "cuda":
+        # A GPU's elementwise kernels need 2^26 elements to fill it and reach its bandwidth; the host
+        # threads only launch work, so one thread count is enough.
+        cfg["elementwise"] = cfg["elementwise"] + ([2 ** 26] if not args.smoke else [])
+        cfg["threads"] = [1]
     if args.threads:
         cfg["threads"] = [int(t) for t in args.threads.split(",")]
     if args.repeats:

