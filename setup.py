@@ -9,6 +9,7 @@ Environment switches:
 import glob
 import os
 import shutil
+import subprocess
 
 from setuptools import setup
 
@@ -24,6 +25,24 @@ def _write_build_info(torch_version, cuda):
     with open(os.path.join(HERE, "minidl", "_build_info.py"), "w") as f:
         f.write('"""Written by setup.py: the torch this extension was compiled against."""\n')
         f.write(f"TORCH_VERSION = {torch_version!r}\nWITH_CUDA = {cuda!r}\n")
+
+
+def _check_cxx_runtime(library):
+    """Fail the build if the extension carries its own static copy of libstdc++.
+
+    torch's libraries use the shared libstdc++; a second, static copy inside minidl._C (seen with a
+    Python whose configured compiler links it statically) shares std::ostringstream objects with
+    torch's copy, and crashes on the first error message that formats a number. readelf comes with
+    the binutils that every compiler uses; without it (or on a non-ELF platform) there is no check."""
+    readelf = shutil.which("readelf")
+    if readelf is None or not library.endswith(".so"):
+        return
+    needed = subprocess.run([readelf, "-d", library], capture_output=True, text=True).stdout
+    if "libstdc++" not in needed:
+        raise RuntimeError(
+            f"minidl: {library} was linked with a static copy of libstdc++ (readelf -d lists no "
+            "libstdc++.so), and would crash mixing it with torch's shared one. Build with a compiler that "
+            'links it dynamically, e.g.  CC=gcc CXX=g++ LDSHARED="gcc -shared" pip install .')
 
 
 def _extensions():
@@ -47,7 +66,10 @@ def _extensions():
     # -ffp-contract=off: no silent fused multiply-adds, so every clone of a loop rounds alike;
     # -fno-trapping-math: lets branch-free selects vectorize (torch builds with it too).
     cxx = ["-O3", "-fopenmp", "-ffp-contract=off", "-fno-trapping-math"] + (["-DMINIDL_WITH_CUDA"] if with_cuda else [])
-    ldflags = ["-fopenmp"]
+    # -lstdc++ among our own arguments: the linker meets it before the compiler driver's own, and takes
+    # the shared libstdc++ that torch uses, even where Python's configured compiler links a static copy
+    # by default (two copies of the C++ runtime crash on the first error message; see _check_cxx_runtime).
+    ldflags = ["-fopenmp", "-lstdc++"]
     sanitize = os.environ.get("MINIDL_SANITIZE", "")
     if sanitize:
         cxx = [f"-fsanitize={sanitize}", "-fno-omit-frame-pointer", "-g", "-O1"] + cxx[1:]
@@ -67,6 +89,8 @@ def _extensions():
 
         def run(self):
             super().run()
+            for e in self.extensions:
+                _check_cxx_runtime(self.get_ext_fullpath(e.name))
             if self.inplace or sanitize:  # a sanitized build needs its runtime preloaded: keep it apart
                 return
             for e in self.extensions:

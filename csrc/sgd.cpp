@@ -6,6 +6,7 @@
 #include <torch/library.h>
 
 #include <cmath>
+#include <vector>
 
 #include "checks.h"
 #include "clones.h"
@@ -52,18 +53,18 @@ void sgd_step_(at::TensorList params, at::TensorList grads, at::TensorList momen
       check_shape(momentum_buffers[i], params[i].sizes(), name, "momentum_buffer");
     }
   }
+  // Tensors the CPU loop can't take (other devices, other strides) step together through ATen's
+  // _foreach ops, torch.optim.SGD's own arithmetic: on CUDA a few multi-tensor launches for the
+  // whole list instead of a few per parameter.
+  std::vector<at::Tensor> other_p, other_g, other_v;
   for (size_t i = 0; i < params.size(); ++i) {
     at::Tensor p = params[i];
     at::Tensor v = use_momentum ? momentum_buffers[i] : at::Tensor();
     const bool direct = p.is_cpu() && p.is_contiguous() && grads[i].is_contiguous() && (!use_momentum || v.is_contiguous());
-    if (!direct) {  // any device, any strides: the same arithmetic through ATen
-      at::Tensor d = weight_decay != 0.0 ? grads[i].add(p, weight_decay) : grads[i];
-      if (use_momentum) d = v.mul_(momentum).add_(d);
-      p.add_(d, -lr);
-      if (zero_grads) {
-        at::Tensor g = grads[i];
-        g.zero_();
-      }
+    if (!direct) {
+      other_p.push_back(p);
+      other_g.push_back(grads[i]);
+      if (use_momentum) other_v.push_back(v);
       continue;
     }
     AT_DISPATCH_FLOATING_TYPES(p.scalar_type(), "minidl_sgd", [&] {
@@ -78,6 +79,15 @@ void sgd_step_(at::TensorList params, at::TensorList grads, at::TensorList momen
       });
     });
   }
+  if (other_p.empty()) return;
+  std::vector<at::Tensor> d = weight_decay != 0.0 ? at::_foreach_add(other_g, other_p, weight_decay) : other_g;
+  if (use_momentum) {
+    at::_foreach_mul_(other_v, momentum);
+    at::_foreach_add_(other_v, d);
+    d = other_v;
+  }
+  at::_foreach_add_(other_p, d, -lr);
+  if (zero_grads) at::_foreach_zero_(other_g);
 }
 
 }  // namespace minidl

@@ -21,6 +21,18 @@ def subprocess_env(**extra):
     return {**os.environ, "PYTHONPATH": str(PACKAGE_ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""), **extra}
 
 
+def assert_within_float32_sum_bound(got, want, magnitude, terms, what):
+    """float32 sums against their float64 value `want`: every element within the worst-case rounding
+    error of a `terms`-term float32 sum of products, gamma_k * sum|terms| (Higham, Accuracy and Stability
+    of Numerical Algorithms, 3.1), which holds in any summation order, FMA or not. Different BLAS
+    (MKL, cuBLAS) and layouts sum in different orders, so their results differ from each other by up
+    to this much where terms cancel; a wrong result, or one computed in TF32 or bf16, is far outside it."""
+    u = 2.0 ** -24
+    bound = terms * u / (1 - terms * u) * magnitude
+    err = (got.double() - want).abs()
+    assert bool((err <= bound).all()), f"{what}: error up to {(err / bound).max():.3g}x its float32 rounding bound"
+
+
 def require_cpp():
     """Skip without the extension, unless MINIDL_REQUIRE_EXT=1 (CI), where its absence is a failure."""
     if not backend.cpp_available():

@@ -1,5 +1,6 @@
 """Train one model on one draw of pairs and record its error curves."""
 
+import contextlib
 import math
 import time
 from dataclasses import dataclass
@@ -142,6 +143,20 @@ def train_epoch(model, optimizer, x, y, c, order, config):
     return total, losses
 
 
+@contextlib.contextmanager
+def deterministic_cudnn():
+    """cuDNN's deterministic convolutions, chosen by heuristics rather than timed: its default
+    sums the weight gradients in an order that varies between runs and processes, so a run on CUDA
+    would not reproduce from its seed (the CPU kernels do)."""
+    cudnn = torch.backends.cudnn
+    saved = cudnn.deterministic, cudnn.benchmark
+    cudnn.deterministic, cudnn.benchmark = True, False
+    try:
+        yield
+    finally:
+        cudnn.deterministic, cudnn.benchmark = saved
+
+
 def train_model(model, data, config, seed=0, progress=None):
     """Train MODEL on DATA (generate_pair_sets' 6-tuple); return a dict of figures and curves."""
     config.validate()
@@ -161,7 +176,7 @@ def train_model(model, data, config, seed=0, progress=None):
     start = time.perf_counter()
     # Dropout draws from the global RNG: seed a copy. Autograd on here, whatever the caller set
     # (minidl's own examples turn it off globally).
-    with torch.random.fork_rng(devices=devices), torch.enable_grad():
+    with torch.random.fork_rng(devices=devices), torch.enable_grad(), deterministic_cudnn():
         torch.manual_seed(seed)
         for epoch in range(config.epochs):
             x, y, c = augmented(train_x, train_y, train_c, mean, std, config, generator)
