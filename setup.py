@@ -66,10 +66,7 @@ def _extensions():
     # -ffp-contract=off: no silent fused multiply-adds, so every clone of a loop rounds alike;
     # -fno-trapping-math: lets branch-free selects vectorize (torch builds with it too).
     cxx = ["-O3", "-fopenmp", "-ffp-contract=off", "-fno-trapping-math"] + (["-DMINIDL_WITH_CUDA"] if with_cuda else [])
-    # -lstdc++ among our own arguments: the linker meets it before the compiler driver's own, and takes
-    # the shared libstdc++ that torch uses, even where Python's configured compiler links a static copy
-    # by default (two copies of the C++ runtime crash on the first error message; see _check_cxx_runtime).
-    ldflags = ["-fopenmp", "-lstdc++"]
+    ldflags = ["-fopenmp"]
     sanitize = os.environ.get("MINIDL_SANITIZE", "")
     if sanitize:
         cxx = [f"-fsanitize={sanitize}", "-fno-omit-frame-pointer", "-g", "-O1"] + cxx[1:]

