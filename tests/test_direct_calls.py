@@ -111,6 +111,9 @@ def test_large_direct_calls_let_other_python_threads_run():
 
     x = torch.randn(1 << 25)
     longest, done = [0.0], threading.Event()
+    # One thread for the kernel: on a loaded machine (pytest -n 8) a kernel on every core would
+    # also starve the spinning thread of a core, whoever holds the GIL.
+    threads = torch.get_num_threads()
 
     def spin():
         last = time.perf_counter()
@@ -121,6 +124,7 @@ def test_large_direct_calls_let_other_python_threads_run():
     thread = threading.Thread(target=spin)
     thread.start()
     try:
+        torch.set_num_threads(1)
         time.sleep(0.01)
         results = []
         for _ in range(3):  # a busy machine may deschedule the thread during one call
@@ -132,6 +136,7 @@ def test_large_direct_calls_let_other_python_threads_run():
             if longest[0] < call / 4:
                 break
     finally:
+        torch.set_num_threads(threads)
         done.set()
         thread.join()
     assert any(pause < call / 4 for pause, call in results), f"(longest pause, call) in seconds: {results}"
