@@ -5,6 +5,7 @@ import os
 import pathlib
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -134,3 +135,19 @@ def test_bad_section_rejected():
     with pytest.raises(SystemExit) as exit_info:
         load_bench().parse_args(["--sections", "nope"])
     assert exit_info.value.code == 2
+
+
+def test_calibrate_does_not_trust_a_slow_first_call():
+    """A first call that pays for set-up (on a GPU: cuBLAS handles, lazy kernel loading) must not
+    make every later measurement a single call, which would time the device synchronisation."""
+    from minidl.bench import calibrate
+
+    calls = []
+
+    def fn():
+        calls.append(None)
+        if len(calls) == 1:
+            time.sleep(0.06)
+
+    assert calibrate(fn, target=0.05, sync=lambda: None) > 100
+    assert calibrate(lambda: time.sleep(0.06), target=0.05, sync=lambda: None) == 1
