@@ -10,6 +10,7 @@ import glob
 import os
 import shutil
 import subprocess
+import sys
 
 from setuptools import setup
 
@@ -35,10 +36,10 @@ def _check_cxx_runtime(library):
     torch's copy, and crashes on the first error message that formats a number. readelf comes with
     the binutils that every compiler uses; without it (or on a non-ELF platform) there is no check."""
     readelf = shutil.which("readelf")
-    if readelf is None or not library.endswith(".so"):
+    if readelf is None or not sys.platform.startswith("linux"):
         return
-    needed = subprocess.run([readelf, "-d", library], capture_output=True, text=True).stdout
-    if "libstdc++" not in needed:
+    dynamic = subprocess.run([readelf, "-d", library], capture_output=True, text=True)
+    if dynamic.returncode == 0 and "(NEEDED)" in dynamic.stdout and "libstdc++" not in dynamic.stdout:
         raise RuntimeError(
             f"minidl: {library} was linked with a static copy of libstdc++ (readelf -d lists no "
             "libstdc++.so), and would crash mixing it with torch's shared one. Build with a compiler that "
