@@ -43,7 +43,7 @@ def _check_cxx_runtime(library):
         raise RuntimeError(
             f"minidl: {library} was linked with a static copy of libstdc++ (readelf -d lists no "
             "libstdc++.so), and would crash mixing it with torch's shared one. Build with a compiler that "
-            'links it dynamically, e.g.  CC=gcc CXX=g++ LDSHARED="gcc -shared" pip install .')
+            'links it dynamically, e.g.  CC=gcc CXX=g++ LDSHARED="gcc -shared" pip install --no-build-isolation .')
 
 
 def _extensions():

@@ -6,6 +6,7 @@
 #include <torch/library.h>
 
 #include <cmath>
+#include <unordered_set>
 #include <vector>
 
 #include "checks.h"
@@ -27,6 +28,18 @@ MINIDL_CLONES void sgd_loop(T* p, T* g, T* v, int64_t n, T lr, T momentum, T wei
     p[i] = std::fma(-lr, d, p[i]);
     if (zero_g) g[i] = T(0);  // the line is in cache already: cheaper than a later pass
   }
+}
+
+// Whether any two of these tensors use the same storage.
+bool shares_memory(at::TensorList a, at::TensorList b) {
+  std::unordered_set<const void*> seen;
+  for (at::TensorList list : {a, b})
+    for (const at::Tensor& t : list)
+      if (!seen.insert(t.has_storage() ? static_cast<const void*>(t.storage().unsafeGetStorageImpl())
+                                       : static_cast<const void*>(t.unsafeGetTensorImpl()))
+               .second)
+        return true;
+  return false;
 }
 
 }  // namespace
@@ -55,16 +68,29 @@ void sgd_step_(at::TensorList params, at::TensorList grads, at::TensorList momen
   }
   // Tensors the CPU loop can't take (other devices, other strides) step together through ATen's
   // _foreach ops, torch.optim.SGD's own arithmetic: on CUDA a few multi-tensor launches for the
-  // whole list instead of a few per parameter.
+  // whole list instead of a few per parameter. Not when parameters or gradients share memory (a
+  // layer used twice in a Sequential lists its parameter twice): then each entry steps in turn, so
+  // the second sees the first's update, as on the CPU loop and the Python fallback.
+  const bool together = !shares_memory(params, grads);
   std::vector<at::Tensor> other_p, other_g, other_v;
   for (size_t i = 0; i < params.size(); ++i) {
     at::Tensor p = params[i];
     at::Tensor v = use_momentum ? momentum_buffers[i] : at::Tensor();
     const bool direct = p.is_cpu() && p.is_contiguous() && grads[i].is_contiguous() && (!use_momentum || v.is_contiguous());
-    if (!direct) {
+    if (!direct && together) {
       other_p.push_back(p);
       other_g.push_back(grads[i]);
       if (use_momentum) other_v.push_back(v);
+      continue;
+    }
+    if (!direct) {  // in turn, through ATen
+      at::Tensor d = weight_decay != 0.0 ? grads[i].add(p, weight_decay) : grads[i];
+      if (use_momentum) d = v.mul_(momentum).add_(d);
+      p.add_(d, -lr);
+      if (zero_grads) {
+        at::Tensor g = grads[i];
+        g.zero_();
+      }
       continue;
     }
     AT_DISPATCH_FLOATING_TYPES(p.scalar_type(), "minidl_sgd", [&] {

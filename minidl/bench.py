@@ -560,7 +560,7 @@ def parse_args(argv):
     p = argparse.ArgumentParser(prog="python -m minidl.bench", description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="a subset (no 4096 linear, fewer repeats, 1 thread)")
     p.add_argument("--smoke", action="store_true", help=argparse.SUPPRESS)  # tiny sizes, for the tests
-    p.add_argument("--threads", help="thread counts, comma-separated (default 1,2; 1 with --quick)")
+    p.add_argument("--threads", help="thread counts, comma-separated (default 1,2; 1 with --quick or --device cuda)")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated subset of {','.join(SECTIONS)}")
     p.add_argument("--repeats", type=int, help="repeats per measurement (default 9; 5 with --quick)")

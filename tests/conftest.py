@@ -27,6 +27,7 @@ def assert_within_float32_sum_bound(got, want, magnitude, terms, what):
     of Numerical Algorithms, 3.1), which holds in any summation order, FMA or not. Different BLAS
     (MKL, cuBLAS) and layouts sum in different orders, so their results differ from each other by up
     to this much where terms cancel; a wrong result, or one computed in TF32 or bf16, is far outside it."""
+    assert got.dtype == torch.float32 and got.shape == want.shape, (what, got.dtype, got.shape, want.shape)
     u = 2.0 ** -24
     bound = terms * u / (1 - terms * u) * magnitude
     err = (got.double() - want).abs()

@@ -162,7 +162,8 @@ def test_linear_matches_cpu_and_python(dtype, bias):
     want = [x64 @ w64.T + (b.double() if bias else 0), gy64 @ w64, 1 + gy64.T @ x64] + ([1 + gy64.sum(0)] if bias else [])
     magnitude = [x64.abs() @ w64.abs().T + (b.double().abs() if bias else 0), gy64.abs() @ w64.abs(),
                  1 + gy64.abs().T @ x64.abs()] + ([1 + gy64.abs().sum(0)] if bias else [])
-    terms = [19 + bias, 23, 37 + 1, 37 + 1]  # the bias and the accumulated-into 1 are one term more
+    (n, fin), fout = x.shape, w.shape[0]
+    terms = [fin + bias, fout, n + 1, n + 1]  # the bias and the accumulated-into 1 are one term more
     for where in ("cpu", "cuda", "python"):
         for name, got, ref, mag, k in zip(("y", "grad_input", "grad_weight", "grad_bias"), results[where], want,
                                           magnitude, terms):

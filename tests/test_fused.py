@@ -173,6 +173,29 @@ def test_sgd_zero_grads_equals_a_step_then_zero(ops, device, transposed):
     assert all(torch.count_nonzero(g) == 0 for g in gs)
 
 
+@pytest.mark.parametrize("transposed", [False, True])
+@pytest.mark.parametrize("zero_grads", [False, True])
+def test_sgd_repeated_parameter_steps_in_turn(device, transposed, zero_grads):
+    """A layer used twice lists its parameter twice: each entry steps in turn (the second sees the
+    first's update and, with zero_grads, the zeroed gradient), on every path of the kernel (the CPU
+    loop; ATen one tensor at a time for strided or GPU tensors) exactly as the Python fallback."""
+    require_cpp()
+    from minidl.kernels import cpp, python
+
+    runs = []
+    for k in (cpp, python):
+        torch.manual_seed(17)
+        p = torch.randn(5, 6, device=device)
+        p = p.t().contiguous().t() if transposed else p  # a strided view: not the CPU loop
+        other = torch.randn(4, device=device)
+        g, g_other = torch.randn_like(p), torch.randn(4, device=device)
+        vs = [torch.randn(5, 6, device=device), torch.randn(4, device=device), torch.randn(5, 6, device=device)]
+        k.sgd_step_([p, other, p], [g, g_other, g], vs, 0.1, 0.9, 0.01, zero_grads)
+        runs.append([p, other, g, g_other] + vs)
+    for a, b in zip(*runs):
+        assert torch.equal(a, b)
+
+
 def test_sgd_step_zero_grad_trains_like_step_then_zero_grad(backend_name):
     def train(fused):
         torch.manual_seed(16)

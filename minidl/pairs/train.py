@@ -157,6 +157,7 @@ def deterministic_cudnn():
         cudnn.deterministic, cudnn.benchmark = saved
 
 
+@deterministic_cudnn()
 def train_model(model, data, config, seed=0, progress=None):
     """Train MODEL on DATA (generate_pair_sets' 6-tuple); return a dict of figures and curves."""
     config.validate()
@@ -176,7 +177,7 @@ def train_model(model, data, config, seed=0, progress=None):
     start = time.perf_counter()
     # Dropout draws from the global RNG: seed a copy. Autograd on here, whatever the caller set
     # (minidl's own examples turn it off globally).
-    with torch.random.fork_rng(devices=devices), torch.enable_grad(), deterministic_cudnn():
+    with torch.random.fork_rng(devices=devices), torch.enable_grad():
         torch.manual_seed(seed)
         for epoch in range(config.epochs):
             x, y, c = augmented(train_x, train_y, train_c, mean, std, config, generator)
