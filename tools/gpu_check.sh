@@ -20,6 +20,7 @@ START=$(date +%s)
 DEADLINE=${DEADLINE:-570}
 export PYTHONUNBUFFERED=1 MINIDL_REQUIRE_EXT=1
 STATUS=()
+FAILED=0
 
 # stage NAME CAP LOG COMMAND...: run COMMAND with at most CAP seconds (or what is left), output to LOG.
 stage() {
@@ -29,13 +30,15 @@ stage() {
   ((cap > left)) && cap=$left
   if ((cap < 10)); then
     STATUS+=("$name: skipped (out of time)")
-    return
+    FAILED=1
+    return 2
   fi
   echo "== $name (limit ${cap}s) $(date +%T)" | tee -a "$log"
   local t0=$(date +%s)
-  timeout "$cap" "$@" >>"$log" 2>&1
+  timeout -k 10 "$cap" "$@" >>"$log" 2>&1
   local rc=$?
-  STATUS+=("$name: rc $rc in $(($(date +%s) - t0)) s")
+  STATUS+=("$name: rc $rc$( ((rc == 124)) && echo ' (timed out)') in $(($(date +%s) - t0)) s")
+  ((rc != 0)) && FAILED=1
   tail -n 4 "$log"
   return $rc
 }
@@ -49,7 +52,7 @@ stage() {
 cat "$OUT/env.log"
 
 if compgen -G ".whl/*.whl" >/dev/null; then
-  "$PY" -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site
+  "$PY" -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
 fi
 
 if [[ -z ${TORCH_CUDA_ARCH_LIST:-} ]]; then
@@ -90,3 +93,4 @@ stage "pytest (the rest)" 600 "$OUT/test_rest.log" \
 echo "== summary ($(($(date +%s) - START)) s; logs in $OUT)"
 printf '%s\n' "${STATUS[@]}"
 grep -h -E "^(FAILED|ERROR)|passed|failed" "$OUT"/test_*.log | tail -n 20
+exit "$FAILED"
