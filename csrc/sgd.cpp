@@ -71,13 +71,14 @@ void sgd_step_(at::TensorList params, at::TensorList grads, at::TensorList momen
   // whole list instead of a few per parameter. Not when parameters or gradients share memory (a
   // layer used twice in a Sequential lists its parameter twice): then each entry steps in turn, so
   // the second sees the first's update, as on the CPU loop and the Python fallback.
-  const bool together = !shares_memory(params, grads);
+  c10::optional<bool> together;  // looked up only if some tensor misses the CPU loop
   std::vector<at::Tensor> other_p, other_g, other_v;
   for (size_t i = 0; i < params.size(); ++i) {
     at::Tensor p = params[i];
     at::Tensor v = use_momentum ? momentum_buffers[i] : at::Tensor();
     const bool direct = p.is_cpu() && p.is_contiguous() && grads[i].is_contiguous() && (!use_momentum || v.is_contiguous());
-    if (!direct && together) {
+    if (!direct && !together.has_value()) together = !shares_memory(params, grads);
+    if (!direct && *together) {
       other_p.push_back(p);
       other_g.push_back(grads[i]);
       if (use_momentum) other_v.push_back(v);
@@ -87,10 +88,7 @@ void sgd_step_(at::TensorList params, at::TensorList grads, at::TensorList momen
       at::Tensor d = weight_decay != 0.0 ? grads[i].add(p, weight_decay) : grads[i];
       if (use_momentum) d = v.mul_(momentum).add_(d);
       p.add_(d, -lr);
-      if (zero_grads) {
-        at::Tensor g = grads[i];
-        g.zero_();
-      }
+      if (zero_grads) grads[i].zero_();
       continue;
     }
     AT_DISPATCH_FLOATING_TYPES(p.scalar_type(), "minidl_sgd", [&] {

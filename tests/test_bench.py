@@ -140,8 +140,7 @@ def test_bad_section_rejected():
 def test_calibrate_does_not_trust_a_slow_first_call():
     """A first call that pays for set-up (on a GPU: cuBLAS handles, lazy kernel loading) must not
     make every later measurement a single call, which would time the device synchronisation."""
-    from minidl.bench import calibrate
-
+    calibrate = load_bench().calibrate
     calls = []
 
     def fn():

@@ -15,6 +15,7 @@ from minidl import backend
 from minidl.kernels import python as py_ops
 
 from conftest import assert_within_float32_sum_bound
+from test_ops import linear_reference
 
 CUDA = "cuda"
 TOL = {torch.float64: dict(rtol=1e-12, atol=1e-12), torch.float32: dict(rtol=1e-5, atol=1e-6)}
@@ -158,10 +159,11 @@ def test_linear_matches_cpu_and_python(dtype, bias):
                 torch.testing.assert_close(got, want, **TOL[dtype])
         return
     # float32: the three sum in different orders; each must stay within the rounding bound of its sums.
-    x64, w64, gy64 = x.double(), w.double(), gy.double()
-    want = [x64 @ w64.T + (b.double() if bias else 0), gy64 @ w64, 1 + gy64.T @ x64] + ([1 + gy64.sum(0)] if bias else [])
-    magnitude = [x64.abs() @ w64.abs().T + (b.double().abs() if bias else 0), gy64.abs() @ w64.abs(),
-                 1 + gy64.abs().T @ x64.abs()] + ([1 + gy64.abs().sum(0)] if bias else [])
+    x64, w64, gy64, b64 = x.double(), w.double(), gy.double(), b.double() if bias else None
+    y64, gx64, gw64, gb64 = linear_reference(x64, w64, b64, gy64)  # the gradients start at 1 above
+    want = [y64, gx64, 1 + gw64] + ([1 + gb64] if bias else [])
+    ym, gxm, gwm, gbm = linear_reference(x64.abs(), w64.abs(), b64.abs() if bias else None, gy64.abs())
+    magnitude = [ym, gxm, 1 + gwm] + ([1 + gbm] if bias else [])
     (n, fin), fout = x.shape, w.shape[0]
     terms = [fin + bias, fout, n + 1, n + 1]  # the bias and the accumulated-into 1 are one term more
     for where in ("cpu", "cuda", "python"):

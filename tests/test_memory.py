@@ -1,6 +1,5 @@
 """The C++ kernels' cache of large freed CPU blocks: reuse, limits, aliasing, threads, errors."""
 import io
-import os
 import subprocess
 import sys
 import threading
@@ -9,13 +8,13 @@ import pytest
 import torch
 
 import minidl
-from conftest import require_cpp
+from conftest import require_cpp, subprocess_env
 
 BIG = 2 ** 21  # float32 elements: 8 MiB, above the 4 MiB from which outputs are cached
 
 
 @pytest.fixture
-def ops():
+def cpp_ops():
     require_cpp()
     from minidl.kernels import cpp
     limit = minidl.cpu_cache_info().limit_bytes
@@ -25,48 +24,48 @@ def ops():
     minidl.empty_cpu_cache()
 
 
-def test_a_freed_output_is_reused(ops):
+def test_a_freed_output_is_reused(cpp_ops):
     x = torch.randn(BIG)
-    y = ops.relu_forward(x)
+    y = cpp_ops.relu_forward(x)
     first, before = y.data_ptr(), minidl.cpu_cache_info()
     del y
     assert minidl.cpu_cache_info().cached_bytes == before.cached_bytes + 8 * 2 ** 20
-    y = ops.tanh_forward(x)
+    y = cpp_ops.tanh_forward(x)
     after = minidl.cpu_cache_info()
     assert y.data_ptr() == first
     assert (after.hits, after.misses) == (before.hits + 1, before.misses)
     torch.testing.assert_close(y, torch.tanh(x))
 
 
-def test_live_outputs_never_share_memory(ops):
+def test_live_outputs_never_share_memory(cpp_ops):
     xs = [torch.randn(BIG) for _ in range(3)]
-    ys = [ops.relu_forward(x) for x in xs]
+    ys = [cpp_ops.relu_forward(x) for x in xs]
     assert len({y.data_ptr() for y in ys}) == 3
     for x, y in zip(xs, ys):
         assert torch.equal(y, torch.relu(x))
 
 
-def test_small_outputs_bypass_the_cache(ops):
+def test_small_outputs_bypass_the_cache(cpp_ops):
     start = minidl.cpu_cache_info()
-    y = ops.relu_forward(torch.randn(1000, 1000))  # 4,000,000 bytes: just under 4 MiB
+    y = cpp_ops.relu_forward(torch.randn(1000, 1000))  # 4,000,000 bytes: just under 4 MiB
     del y
     assert minidl.cpu_cache_info() == start
 
 
-def test_every_large_output_comes_from_the_cache(ops):
+def test_every_large_output_comes_from_the_cache(cpp_ops):
     x, g = torch.randn(512, 4096), torch.randn(512, 4096)
     start = minidl.cpu_cache_info()
-    ops.tanh_backward(g, ops.tanh_forward(x))
-    ops.relu_backward(g, ops.relu_forward(x))
-    _, grad = ops.mse_forward(x, g)
+    cpp_ops.tanh_backward(g, cpp_ops.tanh_forward(x))
+    cpp_ops.relu_backward(g, cpp_ops.relu_forward(x))
+    _, grad = cpp_ops.mse_forward(x, g)
     end = minidl.cpu_cache_info()
     assert (end.hits + end.misses) - (start.hits + start.misses) == 5
     torch.testing.assert_close(grad, 2 * (x - g) / x.numel())
 
 
-def test_the_limit_bounds_what_is_kept(ops):
+def test_the_limit_bounds_what_is_kept(cpp_ops):
     minidl.set_cpu_cache_limit(16 * 2 ** 20)
-    ys = [ops.relu_forward(torch.randn(BIG)) for _ in range(3)]
+    ys = [cpp_ops.relu_forward(torch.randn(BIG)) for _ in range(3)]
     del ys
     assert minidl.cpu_cache_info().cached_bytes == 16 * 2 ** 20
     minidl.set_cpu_cache_limit(8 * 2 ** 20)  # lowering the limit releases the excess at once
@@ -75,19 +74,19 @@ def test_the_limit_bounds_what_is_kept(ops):
     assert minidl.cpu_cache_info().cached_bytes == 0
 
 
-def test_a_zero_limit_turns_the_cache_off(ops):
+def test_a_zero_limit_turns_the_cache_off(cpp_ops):
     minidl.set_cpu_cache_limit(0)
     start = minidl.cpu_cache_info()
     x = torch.randn(BIG)
-    y = ops.relu_forward(x)
+    y = cpp_ops.relu_forward(x)
     del y
     assert minidl.cpu_cache_info() == start
-    assert torch.equal(ops.relu_forward(x), torch.relu(x))
+    assert torch.equal(cpp_ops.relu_forward(x), torch.relu(x))
 
 
-def test_cached_outputs_behave_like_any_tensor(ops):
+def test_cached_outputs_behave_like_any_tensor(cpp_ops):
     x = torch.randn(BIG)
-    y = ops.relu_forward(x)
+    y = cpp_ops.relu_forward(x)
     y.resize_(2 * BIG)  # the storage grows through the same allocator, keeping its contents
     assert torch.equal(y[:BIG], torch.relu(x))
     buf = io.BytesIO()
@@ -97,14 +96,14 @@ def test_cached_outputs_behave_like_any_tensor(ops):
     assert y.numpy().shape == (2 * BIG,)
 
 
-def test_threads_sharing_the_cache_get_right_answers(ops):
+def test_threads_sharing_the_cache_get_right_answers(cpp_ops):
     errors = []
 
     def work(seed):
         gen = torch.Generator().manual_seed(seed)
         for _ in range(20):
             x = torch.randn(BIG, generator=gen)
-            if not torch.equal(ops.relu_forward(x), torch.relu(x)):
+            if not torch.equal(cpp_ops.relu_forward(x), torch.relu(x)):
                 errors.append(seed)
 
     threads = [threading.Thread(target=work, args=(s,)) for s in range(4)]
@@ -122,9 +121,9 @@ def test_a_bad_limit_is_refused(bad):
 
 
 def _limit_with_env(value):
-    env = dict(os.environ, MINIDL_CPU_CACHE_MB=value)
     code = "import minidl; print(minidl.cpu_cache_info().limit_bytes)"
-    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    return subprocess.run([sys.executable, "-c", code], env=subprocess_env(MINIDL_CPU_CACHE_MB=value),
+                          capture_output=True, text=True, check=True)
 
 
 def test_the_environment_sets_the_limit():

@@ -67,7 +67,6 @@ fi
 readelf -d minidl/_C*.so 2>/dev/null | grep -E "NEEDED.*(stdc|c10|cuda)" | tee -a "$OUT/build.log"
 (cd /tmp && "$PY" -c "
 import torch, minidl
-from minidl import backend
 print('backend', minidl.get_backend(), '| CUDA kernels:',
       all(torch._C._dispatch_has_kernel_for_dispatch_key(f'minidl::{op}', 'CUDA')
           for op in ('tanh_forward', 'tanh_backward', 'relu_forward', 'relu_backward', 'linear_forward')))

@@ -1,6 +1,6 @@
 // Uninitialised CPU outputs for minidl's kernels; large ones come from a cache of freed blocks.
 #pragma once
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
 
 #include <cstddef>
 #include <cstdint>
