@@ -1,5 +1,6 @@
 """The C++ kernels' cache of large freed CPU blocks: reuse, limits, aliasing, threads, errors."""
 import io
+import os
 import subprocess
 import sys
 import threading
@@ -137,3 +138,33 @@ def test_a_bad_environment_value_warns_and_keeps_the_default():
     run = _limit_with_env("lots")
     assert run.stdout.split() == [str(256 * 2 ** 20)]
     assert "MINIDL_CPU_CACHE_MB must be a whole number of MiB >= 0, got 'lots'" in run.stderr
+
+
+_POKE = """
+import ctypes, sys, torch
+from minidl.kernels import cpp
+y = cpp.relu_forward(torch.randn(2 ** 21 + 3))  # 8 MiB + 12 bytes, in a block rounded up to 10 MiB
+end, byte = y.data_ptr() + 4 * y.numel(), ctypes.create_string_buffer(1)
+if sys.argv[1] == "inside":
+    ctypes.memmove(byte, end - 1, 1)
+elif sys.argv[1] == "past the end":
+    ctypes.memmove(byte, end, 1)
+else:  # after free: the block now sits in the cache
+    del y
+    ctypes.memmove(byte, end - 1, 1)
+"""
+
+
+@pytest.mark.parametrize("where", ["inside", "past the end", "after free"])
+def test_the_sanitizer_sees_into_cached_blocks(where):
+    """The cache maps its blocks itself, out of AddressSanitizer's sight: it marks what lies past a
+    tensor's bytes, and every block it keeps, as unaddressable, so that overflows and uses after
+    free there are still reported (only in the sanitized build of tools/sanitize.sh)."""
+    require_cpp()
+    if "libasan" not in os.environ.get("LD_PRELOAD", ""):
+        pytest.skip("needs the AddressSanitizer build (tools/sanitize.sh)")
+    run = subprocess.run([sys.executable, "-c", _POKE, where], env=subprocess_env(), capture_output=True, text=True)
+    if where == "inside":
+        assert run.returncode == 0, run.stderr[-2000:]
+    else:
+        assert run.returncode != 0 and "use-after-poison" in run.stderr, run.stderr[-2000:]

@@ -24,6 +24,18 @@
 #define MINIDL_HAVE_MMAP 1
 #endif
 
+// Under AddressSanitizer (tools/sanitize.sh), blocks are mapped by hand and invisible to it: mark a
+// handed-out block's tail past the requested bytes, and every cached block, as unaddressable, so
+// that overflows and uses after free in them are still reported.
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#define MINIDL_POISON(p, n) ASAN_POISON_MEMORY_REGION(p, n)
+#define MINIDL_UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION(p, n)
+#else
+#define MINIDL_POISON(p, n) ((void)(p), (void)(n))
+#define MINIDL_UNPOISON(p, n) ((void)(p), (void)(n))
+#endif
+
 namespace minidl {
 namespace cpu {
 namespace {
@@ -63,7 +75,17 @@ void* map_block(size_t size) {
   return reinterpret_cast<void*>(aligned);
 }
 
-void unmap_block(const Block& b) { munmap(b.ptr, b.size); }
+void unmap_block(const Block& b) {
+  MINIDL_UNPOISON(b.ptr, b.size);  // the address range may be mapped again by someone else
+  munmap(b.ptr, b.size);
+}
+
+// The block, handed out for n bytes: those addressable, the rest of it not.
+c10::DataPtr hand_out(Block* b, size_t n, c10::DeleterFnPtr release) {
+  MINIDL_UNPOISON(b->ptr, n);
+  MINIDL_POISON(static_cast<char*>(b->ptr) + n, b->size - n);
+  return {b->ptr, b, release, c10::Device(c10::DeviceType::CPU)};
+}
 #endif
 
 class BlockCache final : public c10::Allocator {
@@ -80,7 +102,7 @@ class BlockCache final : public c10::Allocator {
         free_.erase(std::next(it).base());
         cached_ -= static_cast<int64_t>(size);
         ++hits_;
-        return {b->ptr, b, &BlockCache::release, c10::Device(c10::DeviceType::CPU)};
+        return hand_out(b, n, &BlockCache::release);
       }
       ++misses_;
     }
@@ -90,7 +112,7 @@ class BlockCache final : public c10::Allocator {
       p = map_block(size);
     }
     TORCH_CHECK_WITH(OutOfMemoryError, p != nullptr, "minidl: could not allocate ", n, " bytes of CPU memory");
-    return {p, new Block{p, size}, &BlockCache::release, c10::Device(c10::DeviceType::CPU)};
+    return hand_out(new Block{p, size}, n, &BlockCache::release);
 #else
     return c10::GetDefaultCPUAllocator()->allocate(n);
 #endif
@@ -129,6 +151,7 @@ class BlockCache final : public c10::Allocator {
 
   static void release(void* ctx) {
     Block* b = static_cast<Block*>(ctx);
+    MINIDL_POISON(b->ptr, b->size);
     BlockCache& c = get();
     std::lock_guard<std::mutex> lock(c.mu_);
     c.free_.push_back(b);
