@@ -26,15 +26,19 @@ def main():
         gw, gb = torch.zeros_like(w), torch.zeros_like(b)
         ops.linear_backward(torch.randn_like(y), x, w, gw, gb)
     for act in (minidl.Tanh, minidl.ReLU):
-        net = minidl.Sequential(minidl.Linear(2, 25, device=DEV), act(), minidl.Linear(25, 25, device=DEV), act(),
-                                minidl.Linear(25, 2, device=DEV))
-        loss, opt = minidl.LossMSE(), minidl.SGD(net.param(), lr=0.1, momentum=0.9)
-        for batch in (1, 3, 100):
-            x, t = torch.randn(batch, 2, device=DEV), torch.randn(batch, 2, device=DEV)
-            loss.forward(net.forward(x), t)
-            opt.zero_grad()
-            net.backward(loss.backward())
-            opt.step()
+        hidden = minidl.Linear(25, 25, device=DEV)  # used twice: SGD then steps its entries in turn
+        for layers in ([minidl.Linear(2, 25, device=DEV), act(), hidden, act(), minidl.Linear(25, 2, device=DEV)],
+                       [minidl.Linear(2, 25, device=DEV), act(), hidden, act(), hidden, act(),
+                        minidl.Linear(25, 2, device=DEV)]):
+            net = minidl.Sequential(*layers)
+            loss, opt = minidl.LossMSE(), minidl.SGD(net.param(), lr=0.1, momentum=0.9, weight_decay=1e-3)
+            for batch in (1, 3, 100):
+                x, t = torch.randn(batch, 2, device=DEV), torch.randn(batch, 2, device=DEV)
+                loss.forward(net.forward(x), t)
+                net.backward(loss.backward())
+                opt.step(zero_grad=batch != 3)
+                if batch == 3:
+                    opt.zero_grad()
     torch.cuda.synchronize()
     print("memcheck workload ok")
 
