@@ -104,6 +104,19 @@ def test_ops_record_no_autograd_graph_even_with_grad_enabled():
             torch.testing.assert_close(y, x.detach().tanh())
 
 
+def test_every_op_falls_through_autograd():
+    """csrc/minidl.cpp lists the ops whose Autograd key falls through beside their schemas: an op
+    left off the list would run torch's boxed autograd fallback on every call again."""
+    require_cpp()
+    import minidl._C
+
+    ops = sorted(name for name in torch._C._dispatch_get_all_op_names() if name.startswith("minidl::"))
+    assert ops == sorted(f"minidl::{n}" for n in dir(minidl._C.direct) if not n.startswith("_"))  # one call each
+    for name in ops:
+        autograd = [line for line in torch._C._dispatch_dump(name).splitlines() if line.startswith("Autograd")]
+        assert autograd and "fallthrough" in autograd[0], (name, autograd)
+
+
 def test_large_direct_calls_let_other_python_threads_run():
     """Kernels over many elements release the GIL (small ones keep it: releasing would cost more).
     A thread that holds the GIL would stall the other one for the whole call; released, the other
