@@ -1,9 +1,11 @@
 // The schemas of every minidl op, in one place, and the Python module init of minidl._C.
 // Kernels live in linear.cpp, mlp.cpp, loss.cpp, sgd.cpp (device-generic), cpu/*.cpp and cuda/*.cu.
 #include <Python.h>
+#include <c10/util/Exception.h>
 #include <torch/library.h>
 
 #include "cpu/block_cache.h"
+#include "cpu/streaming.h"
 #include "direct_calls.h"
 
 namespace {
@@ -31,10 +33,35 @@ PyObject* set_cpu_cache_limit(PyObject*, PyObject* arg) {
   Py_RETURN_NONE;
 }
 
+// For tests: (isa, min_bytes, best isa, loops streamed so far) of the CPU loops' streaming stores
+// (cpu/streaming.h).
+PyObject* streaming_setting(PyObject*, PyObject*) {
+  const auto s = minidl::cpu::streaming_setting();
+  return Py_BuildValue("(sLsL)", s.isa.c_str(), static_cast<long long>(s.min_bytes),
+                       minidl::cpu::best_streaming_isa().c_str(),
+                       static_cast<long long>(minidl::cpu::streamed_loops()));
+}
+
+// For tests: _set_streaming(isa, min_bytes) -> the old (isa, min_bytes).
+PyObject* set_streaming(PyObject*, PyObject* args) {
+  const char* isa = nullptr;
+  long long min_bytes = 0;
+  if (!PyArg_ParseTuple(args, "sL", &isa, &min_bytes)) return nullptr;
+  try {
+    const auto old = minidl::cpu::set_streaming({isa, min_bytes});
+    return Py_BuildValue("(sL)", old.isa.c_str(), static_cast<long long>(old.min_bytes));
+  } catch (const c10::Error& e) {
+    PyErr_SetString(PyExc_ValueError, e.what_without_backtrace());
+    return nullptr;
+  }
+}
+
 PyMethodDef methods[] = {
     {"_cpu_cache_info", cpu_cache_info, METH_NOARGS, "(cached bytes, limit bytes, hits, misses)"},
     {"_empty_cpu_cache", empty_cpu_cache, METH_NOARGS, "Unmap every cached block."},
     {"_set_cpu_cache_limit", set_cpu_cache_limit, METH_O, "Keep at most this many bytes of freed blocks."},
+    {"_streaming_setting", streaming_setting, METH_NOARGS, "(isa, min_bytes, best isa, loops streamed) of streaming stores"},
+    {"_set_streaming", set_streaming, METH_VARARGS, "Stream outputs of >= min_bytes with isa; returns the old pair."},
     {nullptr, nullptr, 0, nullptr}};
 
 }  // namespace

@@ -14,6 +14,8 @@
 #include "../clones.h"
 #include "activations.h"
 #include "block_cache.h"
+#include "elementwise.h"
+#include "streaming.h"
 
 
 namespace minidl {
@@ -81,27 +83,17 @@ MINIDL_CLONES void tanh_loop(const T* x, T* y, int64_t n) {
 
 template <typename T>
 MINIDL_CLONES void tanh_backward_loop(const T* g, const T* y, T* out, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) out[i] = g[i] * (T(1) - y[i] * y[i]);
-}
-
-// `x < 0 ? 0 : x` rather than max(x, 0): NaN propagates, as in torch.relu.
-template <typename T>
-MINIDL_INLINE T relu_any(T x) {
-  return x < T(0) ? T(0) : x;
+  for (int64_t i = 0; i < n; ++i) out[i] = cpu::tanh_grad(g[i], y[i]);
 }
 
 template <typename T>
 MINIDL_CLONES void relu_loop(const T* x, T* y, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) y[i] = relu_any(x[i]);
+  for (int64_t i = 0; i < n; ++i) y[i] = cpu::relu_value(x[i]);
 }
 
-// `y <= 0 ? 0 : g` as torch's threshold_backward: the gradient passes where y is NaN.
 template <typename T>
 MINIDL_CLONES void relu_backward_loop(const T* g, const T* y, T* out, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) {
-    const T gi = g[i];  // loaded unconditionally, so the loop has no branch and vectorizes
-    out[i] = y[i] <= T(0) ? T(0) : gi;
-  }
+  for (int64_t i = 0; i < n; ++i) out[i] = cpu::relu_grad(g[i], y[i]);
 }
 
 // y[r, c] = act(y[r, c] + b[c]) over a contiguous [rows, cols] y: a matrix product's epilogue.
@@ -112,7 +104,7 @@ MINIDL_CLONES void bias_activation_loop(T* y, const T* b, int64_t rows, int64_t 
     for (int64_t c = 0; c < cols; ++c) {
       const T v = yr[c] + b[c];
       if constexpr (A == Activation::Relu) {
-        yr[c] = relu_any(v);
+        yr[c] = cpu::relu_value(v);
       } else if constexpr (A == Activation::Tanh) {
         yr[c] = tanh_any(v);
       } else {
@@ -122,9 +114,21 @@ MINIDL_CLONES void bias_activation_loop(T* y, const T* b, int64_t rows, int64_t 
   }
 }
 
+// A float32 output this large is written by the loop with streaming stores (streaming.cpp).
+bool streams(const at::Tensor& out) {
+  return out.scalar_type() == at::kFloat && cpu::stream_output(out.numel() * int64_t(sizeof(float)));
+}
+
 // y = f(x) elementwise over contiguous CPU tensors of the same dtype; y may be x itself.
+// `stream` is f's streaming float32 loop, or nullptr where there is none.
 template <typename Loop>
-void apply_unary(const at::Tensor& x, at::Tensor& y, Loop loop) {
+void apply_unary(const at::Tensor& x, at::Tensor& y, Loop loop, void (*stream)(const float*, float*, int64_t)) {
+  if (stream != nullptr && streams(y)) {
+    const float* xp = x.const_data_ptr<float>();
+    float* yp = y.mutable_data_ptr<float>();
+    at::parallel_for(0, x.numel(), kGrain, [&](int64_t b, int64_t e) { stream(xp + b, yp + b, e - b); });
+    return;
+  }
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "minidl_unary", [&] {
     const scalar_t* xp = x.const_data_ptr<scalar_t>();
     scalar_t* yp = y.mutable_data_ptr<scalar_t>();
@@ -134,7 +138,15 @@ void apply_unary(const at::Tensor& x, at::Tensor& y, Loop loop) {
 
 // out = f(g, s) elementwise over contiguous CPU tensors; out may be g itself.
 template <typename Loop>
-void apply_binary(const at::Tensor& g, const at::Tensor& s, at::Tensor& out, Loop loop) {
+void apply_binary(const at::Tensor& g, const at::Tensor& s, at::Tensor& out, Loop loop,
+                  void (*stream)(const float*, const float*, float*, int64_t)) {
+  if (stream != nullptr && streams(out)) {
+    const float* gp = g.const_data_ptr<float>();
+    const float* sp = s.const_data_ptr<float>();
+    float* outp = out.mutable_data_ptr<float>();
+    at::parallel_for(0, s.numel(), kGrain, [&](int64_t b, int64_t e) { stream(gp + b, sp + b, outp + b, e - b); });
+    return;
+  }
   AT_DISPATCH_FLOATING_TYPES(s.scalar_type(), "minidl_binary", [&] {
     const scalar_t* gp = g.const_data_ptr<scalar_t>();
     const scalar_t* sp = s.const_data_ptr<scalar_t>();
@@ -149,45 +161,46 @@ const auto kTanhBackward = [](auto* g, auto* y, auto* o, int64_t n) { tanh_backw
 const auto kReluBackward = [](auto* g, auto* y, auto* o, int64_t n) { relu_backward_loop(g, y, o, n); };
 
 template <typename Loop>
-at::Tensor unary(const at::Tensor& input, const char* op, Loop loop) {
+at::Tensor unary(const at::Tensor& input, const char* op, Loop loop, void (*stream)(const float*, float*, int64_t)) {
   check_float(input, op, "input");
   TORCH_CHECK(input.device().is_cpu(), op, ": CPU kernel got a tensor on ", input.device());
   at::Tensor x = input.contiguous();
   at::Tensor y = cpu::empty_output_like(x);
-  apply_unary(x, y, loop);
+  apply_unary(x, y, loop, stream);
   return y;
 }
 
 template <typename Loop>
-at::Tensor binary_backward(const at::Tensor& grad_output, const at::Tensor& saved, const char* op, Loop loop) {
+at::Tensor binary_backward(const at::Tensor& grad_output, const at::Tensor& saved, const char* op, Loop loop,
+                           void (*stream)(const float*, const float*, float*, int64_t)) {
   check_elementwise_backward(grad_output, saved, op, "output");
   TORCH_CHECK(saved.device().is_cpu(), op, ": CPU kernel got a tensor on ", saved.device());
   at::Tensor g = grad_output.contiguous();
   at::Tensor s = saved.contiguous();
   at::Tensor out = cpu::empty_output_like(s);
-  apply_binary(g, s, out, loop);
+  apply_binary(g, s, out, loop, stream);
   return out;
 }
 
 }  // namespace
 
-at::Tensor tanh_forward_cpu(const at::Tensor& input) { return unary(input, "minidl.tanh_forward", kTanh); }
+at::Tensor tanh_forward_cpu(const at::Tensor& input) { return unary(input, "minidl.tanh_forward", kTanh, nullptr); }
 
 at::Tensor tanh_backward_cpu(const at::Tensor& grad_output, const at::Tensor& output) {
-  return binary_backward(grad_output, output, "minidl.tanh_backward", kTanhBackward);
+  return binary_backward(grad_output, output, "minidl.tanh_backward", kTanhBackward, cpu::tanh_backward_stream);
 }
 
-at::Tensor relu_forward_cpu(const at::Tensor& input) { return unary(input, "minidl.relu_forward", kRelu); }
+at::Tensor relu_forward_cpu(const at::Tensor& input) { return unary(input, "minidl.relu_forward", kRelu, cpu::relu_stream); }
 
 at::Tensor relu_backward_cpu(const at::Tensor& grad_output, const at::Tensor& output) {
-  return binary_backward(grad_output, output, "minidl.relu_backward", kReluBackward);
+  return binary_backward(grad_output, output, "minidl.relu_backward", kReluBackward, cpu::relu_backward_stream);
 }
 
 namespace cpu {
 
 void activation_out(const at::Tensor& x, at::Tensor& y, Activation act) {
-  if (act == Activation::Tanh) apply_unary(x, y, kTanh);
-  if (act == Activation::Relu) apply_unary(x, y, kRelu);
+  if (act == Activation::Tanh) apply_unary(x, y, kTanh, nullptr);
+  if (act == Activation::Relu) apply_unary(x, y, kRelu, relu_stream);
 }
 
 void bias_activation_(at::Tensor& y, const at::Tensor& b, Activation act) {
@@ -204,8 +217,8 @@ void bias_activation_(at::Tensor& y, const at::Tensor& b, Activation act) {
 }
 
 void activation_backward_out(const at::Tensor& grad, const at::Tensor& y, at::Tensor& out, Activation act) {
-  if (act == Activation::Tanh) apply_binary(grad, y, out, kTanhBackward);
-  if (act == Activation::Relu) apply_binary(grad, y, out, kReluBackward);
+  if (act == Activation::Tanh) apply_binary(grad, y, out, kTanhBackward, tanh_backward_stream);
+  if (act == Activation::Relu) apply_binary(grad, y, out, kReluBackward, relu_backward_stream);
 }
 
 }  // namespace cpu

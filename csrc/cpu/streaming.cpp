@@ -1,0 +1,194 @@
+// Why: a normal store to a line that is not in the cache first reads that line from memory (a read
+// for ownership), only to overwrite all of it. For an output far bigger than the caches that read
+// is pure waste: tanh or relu backward then moves 16 bytes per element instead of 12. Streaming
+// (non-temporal) stores skip it and send whole lines straight to memory. They also evict the
+// output from the cache, which is why only outputs of kDefaultMinBytes or more stream: at 2^21
+// floats (8 MiB) streaming measured no gain here, at 2^22 and 2^24 a clear one
+// (`python -m minidl.bench --sections ops`, 2^24 rows; README's elementwise table).
+// tanh's forward does not stream: it is bound by its arithmetic, and streaming measured no gain.
+#include "streaming.h"
+
+#include <c10/util/Exception.h>
+
+#include <atomic>
+#include <cstdint>
+
+#include "elementwise.h"
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define MINIDL_STREAMING_X86 1
+#define MINIDL_AVX512 __attribute__((target("avx512f")))
+#define MINIDL_AVX2 __attribute__((target("avx2")))
+#endif
+
+namespace minidl {
+namespace cpu {
+namespace {
+
+constexpr int64_t kDefaultMinBytes = int64_t(16) << 20;
+
+enum Isa : int { kNone = 0, kAvx2 = 1, kAvx512 = 2 };
+
+Isa detect_isa() {
+#ifdef MINIDL_STREAMING_X86
+  if (__builtin_cpu_supports("avx512f")) return kAvx512;
+  if (__builtin_cpu_supports("avx2")) return kAvx2;
+#endif
+  return kNone;
+}
+
+const Isa kBestIsa = detect_isa();
+std::atomic<int> g_isa{kBestIsa};
+std::atomic<int64_t> g_min_bytes{kDefaultMinBytes};
+std::atomic<int64_t> g_streamed_loops{0};  // for tests: proof that the streaming path ran
+
+const char* isa_name(int isa) { return isa == kAvx512 ? "avx512" : isa == kAvx2 ? "avx2" : "none"; }
+
+// Elements before out + i is aligned to `bytes`: streaming stores need whole aligned vectors.
+int64_t unaligned_head(const float* out, int64_t n, uintptr_t bytes) {
+  const uintptr_t misalign = reinterpret_cast<uintptr_t>(out) % bytes;
+  const int64_t head = misalign == 0 ? 0 : int64_t((bytes - misalign) / sizeof(float));
+  return head < n ? head : n;
+}
+
+// Each loop: scalar elements up to the first aligned vector, aligned streaming vector stores,
+// scalar tail, then a fence, so that the weakly ordered stores are visible before the caller
+// (or at::parallel_for's join) goes on. The vector bodies are the scalar formulas one operation
+// at a time, so every element gets the same bits on either path.
+#ifdef MINIDL_STREAMING_X86
+
+MINIDL_AVX512 void relu_avx512(const float* x, float* out, int64_t n) {
+  int64_t i = unaligned_head(out, n, 64);
+  for (int64_t k = 0; k < i; ++k) out[k] = relu_value(x[k]);
+  for (; i + 16 <= n; i += 16) {
+    const __m512 v = _mm512_loadu_ps(x + i);
+    const __mmask16 negative = _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_LT_OQ);  // false for NaN
+    _mm512_stream_ps(out + i, _mm512_maskz_mov_ps(static_cast<__mmask16>(~negative), v));
+  }
+  for (; i < n; ++i) out[i] = relu_value(x[i]);
+  _mm_sfence();
+}
+
+MINIDL_AVX512 void relu_backward_avx512(const float* g, const float* y, float* out, int64_t n) {
+  int64_t i = unaligned_head(out, n, 64);
+  for (int64_t k = 0; k < i; ++k) out[k] = relu_grad(g[k], y[k]);
+  for (; i + 16 <= n; i += 16) {
+    const __mmask16 blocked = _mm512_cmp_ps_mask(_mm512_loadu_ps(y + i), _mm512_setzero_ps(), _CMP_LE_OQ);
+    _mm512_stream_ps(out + i, _mm512_maskz_mov_ps(static_cast<__mmask16>(~blocked), _mm512_loadu_ps(g + i)));
+  }
+  for (; i < n; ++i) out[i] = relu_grad(g[i], y[i]);
+  _mm_sfence();
+}
+
+MINIDL_AVX512 void tanh_backward_avx512(const float* g, const float* y, float* out, int64_t n) {
+  int64_t i = unaligned_head(out, n, 64);
+  for (int64_t k = 0; k < i; ++k) out[k] = tanh_grad(g[k], y[k]);
+  const __m512 one = _mm512_set1_ps(1.0f);
+  for (; i + 16 <= n; i += 16) {
+    const __m512 yv = _mm512_loadu_ps(y + i);
+    const __m512 slope = _mm512_sub_ps(one, _mm512_mul_ps(yv, yv));
+    _mm512_stream_ps(out + i, _mm512_mul_ps(_mm512_loadu_ps(g + i), slope));
+  }
+  for (; i < n; ++i) out[i] = tanh_grad(g[i], y[i]);
+  _mm_sfence();
+}
+
+// AVX2 has no mask registers: a compare gives all-ones lanes, and andnot keeps the others.
+MINIDL_AVX2 void relu_avx2(const float* x, float* out, int64_t n) {
+  int64_t i = unaligned_head(out, n, 32);
+  for (int64_t k = 0; k < i; ++k) out[k] = relu_value(x[k]);
+  for (; i + 8 <= n; i += 8) {
+    const __m256 v = _mm256_loadu_ps(x + i);
+    const __m256 negative = _mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_LT_OQ);
+    _mm256_stream_ps(out + i, _mm256_andnot_ps(negative, v));
+  }
+  for (; i < n; ++i) out[i] = relu_value(x[i]);
+  _mm_sfence();
+}
+
+MINIDL_AVX2 void relu_backward_avx2(const float* g, const float* y, float* out, int64_t n) {
+  int64_t i = unaligned_head(out, n, 32);
+  for (int64_t k = 0; k < i; ++k) out[k] = relu_grad(g[k], y[k]);
+  for (; i + 8 <= n; i += 8) {
+    const __m256 blocked = _mm256_cmp_ps(_mm256_loadu_ps(y + i), _mm256_setzero_ps(), _CMP_LE_OQ);
+    _mm256_stream_ps(out + i, _mm256_andnot_ps(blocked, _mm256_loadu_ps(g + i)));
+  }
+  for (; i < n; ++i) out[i] = relu_grad(g[i], y[i]);
+  _mm_sfence();
+}
+
+MINIDL_AVX2 void tanh_backward_avx2(const float* g, const float* y, float* out, int64_t n) {
+  int64_t i = unaligned_head(out, n, 32);
+  for (int64_t k = 0; k < i; ++k) out[k] = tanh_grad(g[k], y[k]);
+  const __m256 one = _mm256_set1_ps(1.0f);
+  for (; i + 8 <= n; i += 8) {
+    const __m256 yv = _mm256_loadu_ps(y + i);
+    const __m256 slope = _mm256_sub_ps(one, _mm256_mul_ps(yv, yv));
+    _mm256_stream_ps(out + i, _mm256_mul_ps(_mm256_loadu_ps(g + i), slope));
+  }
+  for (; i < n; ++i) out[i] = tanh_grad(g[i], y[i]);
+  _mm_sfence();
+}
+
+#endif  // MINIDL_STREAMING_X86
+
+}  // namespace
+
+bool stream_output(int64_t bytes) {
+  return g_isa.load(std::memory_order_relaxed) != kNone && bytes >= g_min_bytes.load(std::memory_order_relaxed);
+}
+
+// With no streaming instruction set (or one just turned off by a test) these write normally.
+void relu_stream(const float* x, float* out, int64_t n) {
+  g_streamed_loops.fetch_add(1, std::memory_order_relaxed);
+#ifdef MINIDL_STREAMING_X86
+  const int isa = g_isa.load(std::memory_order_relaxed);
+  if (isa == kAvx512) return relu_avx512(x, out, n);
+  if (isa == kAvx2) return relu_avx2(x, out, n);
+#endif
+  for (int64_t i = 0; i < n; ++i) out[i] = relu_value(x[i]);
+}
+
+void relu_backward_stream(const float* g, const float* y, float* out, int64_t n) {
+  g_streamed_loops.fetch_add(1, std::memory_order_relaxed);
+#ifdef MINIDL_STREAMING_X86
+  const int isa = g_isa.load(std::memory_order_relaxed);
+  if (isa == kAvx512) return relu_backward_avx512(g, y, out, n);
+  if (isa == kAvx2) return relu_backward_avx2(g, y, out, n);
+#endif
+  for (int64_t i = 0; i < n; ++i) out[i] = relu_grad(g[i], y[i]);
+}
+
+void tanh_backward_stream(const float* g, const float* y, float* out, int64_t n) {
+  g_streamed_loops.fetch_add(1, std::memory_order_relaxed);
+#ifdef MINIDL_STREAMING_X86
+  const int isa = g_isa.load(std::memory_order_relaxed);
+  if (isa == kAvx512) return tanh_backward_avx512(g, y, out, n);
+  if (isa == kAvx2) return tanh_backward_avx2(g, y, out, n);
+#endif
+  for (int64_t i = 0; i < n; ++i) out[i] = tanh_grad(g[i], y[i]);
+}
+
+StreamingSetting streaming_setting() { return {isa_name(g_isa.load()), g_min_bytes.load()}; }
+
+int64_t streamed_loops() { return g_streamed_loops.load(); }
+
+std::string best_streaming_isa() { return isa_name(kBestIsa); }
+
+StreamingSetting set_streaming(const StreamingSetting& setting) {
+  int isa = -1;
+  for (int candidate : {kNone, kAvx2, kAvx512})
+    if (setting.isa == isa_name(candidate)) isa = candidate;
+  TORCH_CHECK_VALUE(isa >= 0, "minidl streaming stores: expected isa 'avx512', 'avx2' or 'none', got '", setting.isa, "'");
+  TORCH_CHECK_VALUE(isa <= kBestIsa, "minidl streaming stores: this CPU (or build) streams with at most '",
+                    isa_name(kBestIsa), "', got '", setting.isa, "'");
+  TORCH_CHECK_VALUE(setting.min_bytes >= 0, "minidl streaming stores: expected min_bytes >= 0, got ", setting.min_bytes);
+  const StreamingSetting old = streaming_setting();
+  g_isa.store(isa);
+  g_min_bytes.store(setting.min_bytes);
+  return old;
+}
+
+}  // namespace cpu
+}  // namespace minidl

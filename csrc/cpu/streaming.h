@@ -1,0 +1,32 @@
+// Float32 elementwise loops that write around the cache (non-temporal stores), for outputs far
+// bigger than the caches; they compute exactly what activations.cpp's loops compute.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace minidl {
+namespace cpu {
+
+// True when a float32 output of `bytes` bytes is written faster around the cache on this CPU.
+bool stream_output(int64_t bytes);
+
+// Call these only after stream_output() said yes; x, g, y, out are n floats, out in any alignment.
+void relu_stream(const float* x, float* out, int64_t n);
+void relu_backward_stream(const float* g, const float* y, float* out, int64_t n);
+void tanh_backward_stream(const float* g, const float* y, float* out, int64_t n);
+
+struct StreamingSetting {
+  std::string isa;    // "avx512", "avx2" or "none" (never stream)
+  int64_t min_bytes;  // outputs of at least this many bytes stream
+};
+StreamingSetting streaming_setting();
+// How many loop calls (one per thread's chunk) took the streaming path since the library loaded.
+int64_t streamed_loops();
+// The best instruction set this CPU and build can stream with.
+std::string best_streaming_isa();
+// For tests: stream with `isa` (at most best_streaming_isa()) from `min_bytes`; returns the old setting.
+StreamingSetting set_streaming(const StreamingSetting& setting);
+
+}  // namespace cpu
+}  // namespace minidl

@@ -1,0 +1,129 @@
+"""Streaming (non-temporal) stores for large float32 outputs: the same bits as the cached loops."""
+import pytest
+import torch
+
+from conftest import require_cpp
+
+DEFAULT_MIN_BYTES = 16 << 20
+ISAS = {"avx512": ["avx512", "avx2"], "avx2": ["avx2"], "none": []}
+
+
+@pytest.fixture
+def C():
+    require_cpp()
+    import minidl._C as ext
+    isa, min_bytes, _, _ = ext._streaming_setting()
+    yield ext
+    ext._set_streaming(isa, min_bytes)
+
+
+def streamed_loops(C):
+    return C._streaming_setting()[3]
+
+
+def streamable_isas():
+    require_cpp()
+    import minidl._C as ext
+    return ISAS[ext._streaming_setting()[2]]
+
+
+def special_values(n, seed):
+    """Normal values with NaN, +-0, +-inf and subnormals mixed in."""
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, generator=gen)
+    specials = torch.tensor([float("nan"), 0.0, -0.0, float("inf"), -float("inf"), 1e-40, -1e-40, 1.0])
+    x[torch.randint(0, max(n, 1), (n // 7,), generator=gen)] = specials[torch.randint(0, 8, (n // 7,), generator=gen)]
+    return x
+
+
+def same_bits(a, b):
+    """Equal bit for bit: NaN payloads and the sign of zero included."""
+    return a.dtype == b.dtype and a.shape == b.shape and torch.equal(a.view(torch.int32), b.view(torch.int32))
+
+
+def all_ops(C, x, g):
+    d = C.direct
+    y_tanh = d.tanh_forward(x)
+    return [d.relu_forward(x), d.relu_backward(g, d.relu_forward(x)), d.tanh_backward(g, y_tanh)]
+
+
+def test_default_setting_streams_from_16_mib_with_the_best_isa(C):
+    isa, min_bytes, best, _ = C._streaming_setting()
+    assert (isa, min_bytes) == (best, DEFAULT_MIN_BYTES)
+    assert best in ISAS
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_streaming_loops_give_the_cached_loops_bits(C, threads):
+    isas = streamable_isas()
+    if not isas:
+        pytest.skip("this CPU or build has no streaming stores")
+    old_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        if torch.get_num_threads() != threads:
+            pytest.skip(f"cannot run {threads} threads here")
+        # Sizes around the vector widths, and sizes whose second thread's chunk starts unaligned
+        # (at::parallel_for splits 2 * 32768 + k elements into halves of 32768 + k/2 or so).
+        sizes = list(range(0, 70)) + [1000, 65536 + 2, 65536 + 17, 65536 + 31, 200003]
+        for n in sizes:
+            x, g = special_values(n, seed=n), special_values(n, seed=n + 1)
+            C._set_streaming("none", 0)
+            want = all_ops(C, x, g)
+            for isa in isas:
+                C._set_streaming(isa, 0)
+                before = streamed_loops(C)
+                got = all_ops(C, x, g)
+                if n > 0:
+                    assert streamed_loops(C) >= before + 4, f"{isa}, n={n}: the streaming loops did not run"
+                for name, a, b in zip(["relu_forward", "relu_backward", "tanh_backward"], got, want):
+                    assert same_bits(a, b), f"{name} with {isa} streaming stores, n={n}, {threads} thread(s)"
+    finally:
+        torch.set_num_threads(old_threads)
+
+
+def test_streamed_results_match_torch(C):
+    isas = streamable_isas()
+    if not isas:
+        pytest.skip("this CPU or build has no streaming stores")
+    x, g = special_values(100003, seed=5), special_values(100003, seed=6)
+    for isa in isas:
+        C._set_streaming(isa, 0)
+        relu, relu_grad, tanh_grad = all_ops(C, x, g)
+        y = C.direct.tanh_forward(x)
+        assert same_bits(relu, torch.relu(x))
+        assert same_bits(relu_grad, torch.ops.aten.threshold_backward(g, torch.relu(x), 0.0))
+        assert same_bits(tanh_grad, g * (1 - y * y))
+
+
+def test_only_outputs_from_min_bytes_stream(C):
+    if not streamable_isas():
+        pytest.skip("this CPU or build has no streaming stores")
+    x = torch.randn(1024)  # 4096 bytes of output
+    d = C.direct
+    C._set_streaming(C._streaming_setting()[2], 4097)
+    before = streamed_loops(C)
+    d.relu_forward(x)
+    d.relu_backward(x, x)
+    d.tanh_backward(x, x)
+    d.relu_forward(x.double())
+    assert streamed_loops(C) == before
+    C._set_streaming(C._streaming_setting()[2], 4096)
+    d.relu_forward(x)
+    d.relu_backward(x, x)
+    d.tanh_backward(x, x)
+    d.tanh_forward(x)  # bound by its arithmetic: never streams
+    d.relu_forward(x.double())  # float32 only
+    assert streamed_loops(C) == before + 3
+
+
+def test_bad_settings_name_what_was_expected(C):
+    with pytest.raises(ValueError, match="expected isa 'avx512', 'avx2' or 'none', got 'sse'"):
+        C._set_streaming("sse", 0)
+    with pytest.raises(ValueError, match="expected min_bytes >= 0, got -1"):
+        C._set_streaming("none", -1)
+    best = C._streaming_setting()[2]
+    if best != "avx512":
+        with pytest.raises(ValueError, match=f"streams with at most '{best}', got 'avx512'"):
+            C._set_streaming("avx512", 0)
+    assert C._streaming_setting()[:2] == (best, DEFAULT_MIN_BYTES)
