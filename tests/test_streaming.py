@@ -4,7 +4,7 @@ import torch
 
 from conftest import require_cpp
 
-DEFAULT_MIN_BYTES = 16 << 20
+DEFAULT_MIN_BYTES = 32 << 20
 ISAS = {"avx512": ["avx512", "avx2"], "avx2": ["avx2"], "none": []}
 
 
@@ -47,7 +47,7 @@ def all_ops(C, x, g):
     return [d.relu_forward(x), d.relu_backward(g, d.relu_forward(x)), d.tanh_backward(g, y_tanh)]
 
 
-def test_default_setting_streams_from_16_mib_with_the_best_isa(C):
+def test_default_setting_streams_from_32_mib_with_the_best_isa(C):
     isa, min_bytes, best, _ = C._streaming_setting()
     assert (isa, min_bytes) == (best, DEFAULT_MIN_BYTES)
     assert best in ISAS

@@ -1,0 +1,66 @@
+"""Where streaming stores start to pay: relu and tanh forward + backward, streaming on vs off.
+
+    python tools/streaming_threshold.py [--threads 1 2] [--repeats 9]
+
+Prints, per size and thread count, the median time with streaming stores for every output over
+the median without (alternated, so both see the same machine): below 1 means streaming is faster.
+csrc/cpu/streaming.cpp picks its kDefaultMinBytes from this table.
+"""
+import argparse
+import statistics
+import time
+
+import torch
+
+import minidl._C as C
+
+
+def timed(fn, inner):
+    fn()
+    start = time.perf_counter()
+    for _ in range(inner):
+        fn()
+    return (time.perf_counter() - start) / inner
+
+
+def ratios(log2_n, repeats):
+    n = 1 << log2_n
+    x, g = torch.randn(n), torch.randn(n)
+    ops = {"relu": (C.direct.relu_forward, C.direct.relu_backward),
+           "tanh": (C.direct.tanh_forward, C.direct.tanh_backward)}
+    best = C._streaming_setting()[2]
+    inner = max(1, (1 << 23) // n)
+    times = {(op, isa): [] for op in ops for isa in (best, "none")}
+    for _ in range(repeats):
+        for isa in (best, "none"):
+            C._set_streaming(isa, 0)
+            for op, (forward, backward) in ops.items():
+                times[op, isa].append(timed(lambda: backward(g, forward(x)), inner))
+    return {op: statistics.median(times[op, best]) / statistics.median(times[op, "none"]) for op in ops}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--repeats", type=int, default=9)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[20, 21, 22, 23, 24], help="log2 of the element count")
+    args = parser.parse_args()
+    old = C._streaming_setting()
+    if old[2] == "none":
+        raise SystemExit("this CPU or build has no streaming stores")
+    print(f"streaming with {old[2]}; time with streaming / time without (median of {args.repeats})\n")
+    print("| threads | elements | output  | relu fwd+bwd | tanh fwd+bwd |")
+    print("|---------|----------|---------|--------------|--------------|")
+    try:
+        for threads in args.threads:
+            torch.set_num_threads(threads)
+            for log2_n in args.sizes:
+                r = ratios(log2_n, args.repeats)
+                mib = (4 << log2_n) >> 20
+                print(f"| {threads:<7} | 2^{log2_n:<6} | {mib:>3} MiB | {r['relu']:<12.3f} | {r['tanh']:<12.3f} |", flush=True)
+    finally:
+        C._set_streaming(old[0], old[1])
+
+
+if __name__ == "__main__":
+    main()
