@@ -1,8 +1,12 @@
 """Streaming (non-temporal) stores for large float32 outputs: the same bits as the cached loops."""
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
-from conftest import require_cpp
+from conftest import require_cpp, subprocess_env
 
 DEFAULT_MIN_BYTES = 32 << 20
 ISAS = {"avx512": ["avx512", "avx2"], "avx2": ["avx2"], "none": []}
@@ -127,3 +131,17 @@ def test_bad_settings_name_what_was_expected(C):
         with pytest.raises(ValueError, match=f"streams with at most '{best}', got 'avx512'"):
             C._set_streaming("avx512", 0)
     assert C._streaming_setting()[:2] == (best, DEFAULT_MIN_BYTES)
+
+
+def test_threshold_tool_prints_a_row_per_size_and_thread_count(C):
+    if not streamable_isas():
+        pytest.skip("this CPU or build has no streaming stores")
+    tool = Path(__file__).resolve().parents[1] / "tools" / "streaming_threshold.py"
+    run = subprocess.run([sys.executable, str(tool), "--threads", "1", "--sizes", "12", "13", "--repeats", "1"],
+                         env=subprocess_env(), capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    rows = [line for line in run.stdout.splitlines() if line.startswith("| 1 ")]
+    assert [row.split("|")[2].strip() for row in rows] == ["2^12", "2^13"], run.stdout
+    for row in rows:
+        relu, tanh = (float(cell) for cell in row.split("|")[4:6])
+        assert relu > 0 and tanh > 0

@@ -34,6 +34,7 @@ enum Isa : int { kNone = 0, kAvx2 = 1, kAvx512 = 2 };
 
 Isa detect_isa() {
 #ifdef MINIDL_STREAMING_X86
+  __builtin_cpu_init();  // this runs from a static initializer, perhaps before libgcc's own
   if (__builtin_cpu_supports("avx512f")) return kAvx512;
   if (__builtin_cpu_supports("avx2")) return kAvx2;
 #endif
