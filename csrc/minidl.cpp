@@ -33,13 +33,16 @@ PyObject* set_cpu_cache_limit(PyObject*, PyObject* arg) {
   Py_RETURN_NONE;
 }
 
-// For tests: (isa, min_bytes, best isa, loops streamed so far) of the CPU loops' streaming stores
-// (cpu/streaming.h).
+// For tests: (isa, min_bytes, best isa, {isa: loop calls so far}) of the CPU loops' streaming
+// stores (cpu/streaming.h).
 PyObject* streaming_setting(PyObject*, PyObject*) {
   const auto s = minidl::cpu::streaming_setting();
-  return Py_BuildValue("(sLsL)", s.isa.c_str(), static_cast<long long>(s.min_bytes),
-                       minidl::cpu::best_streaming_isa().c_str(),
-                       static_cast<long long>(minidl::cpu::streamed_loops()));
+  using minidl::cpu::streamed_loops;
+  return Py_BuildValue("(sLs{sLsLsL})", s.isa.c_str(), static_cast<long long>(s.min_bytes),
+                       minidl::cpu::best_streaming_isa().c_str(), "avx512",
+                       static_cast<long long>(streamed_loops("avx512")), "avx2",
+                       static_cast<long long>(streamed_loops("avx2")), "none",
+                       static_cast<long long>(streamed_loops("none")));
 }
 
 // For tests: _set_streaming(isa, min_bytes) -> the old (isa, min_bytes).
@@ -60,7 +63,7 @@ PyMethodDef methods[] = {
     {"_cpu_cache_info", cpu_cache_info, METH_NOARGS, "(cached bytes, limit bytes, hits, misses)"},
     {"_empty_cpu_cache", empty_cpu_cache, METH_NOARGS, "Unmap every cached block."},
     {"_set_cpu_cache_limit", set_cpu_cache_limit, METH_O, "Keep at most this many bytes of freed blocks."},
-    {"_streaming_setting", streaming_setting, METH_NOARGS, "(isa, min_bytes, best isa, loops streamed) of streaming stores"},
+    {"_streaming_setting", streaming_setting, METH_NOARGS, "(isa, min_bytes, best isa, {isa: loop calls}) of streaming stores"},
     {"_set_streaming", set_streaming, METH_VARARGS, "Stream outputs of >= min_bytes with isa; returns the old pair."},
     {nullptr, nullptr, 0, nullptr}};
 

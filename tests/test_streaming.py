@@ -21,8 +21,9 @@ def C():
     ext._set_streaming(isa, min_bytes)
 
 
-def streamed_loops(C):
-    return C._streaming_setting()[3]
+def loops(C, isa):
+    """How many loop calls ran with `isa`'s streaming loops ("none": the normal-store fallback)."""
+    return C._streaming_setting()[3][isa]
 
 
 def streamable_isas():
@@ -31,18 +32,36 @@ def streamable_isas():
     return ISAS[ext._streaming_setting()[2]]
 
 
+def with_payload(bits):
+    return torch.tensor([bits], dtype=torch.int32).view(torch.float32)
+
+
 def special_values(n, seed):
-    """Normal values with NaN, +-0, +-inf and subnormals mixed in."""
+    """Normal values with NaN (signed, with payloads), +-0, +-inf and subnormals mixed in."""
     gen = torch.Generator().manual_seed(seed)
     x = torch.randn(n, generator=gen)
-    specials = torch.tensor([float("nan"), 0.0, -0.0, float("inf"), -float("inf"), 1e-40, -1e-40, 1.0])
-    x[torch.randint(0, max(n, 1), (n // 7,), generator=gen)] = specials[torch.randint(0, 8, (n // 7,), generator=gen)]
+    specials = torch.cat([torch.tensor([float("nan"), 0.0, -0.0, float("inf"), -float("inf"), 1e-40, -1e-40, 1.0]),
+                          with_payload(0x7FC00123), with_payload(-0x7FFFFF)])  # the latter: -NaN, payload 1
+    picks = torch.randint(0, max(n, 1), (n // 7,), generator=gen)
+    x[picks] = specials[torch.randint(0, len(specials), (n // 7,), generator=gen)]
     return x
 
 
-def same_bits(a, b):
-    """Equal bit for bit: NaN payloads and the sign of zero included."""
-    return a.dtype == b.dtype and a.shape == b.shape and torch.equal(a.view(torch.int32), b.view(torch.int32))
+def same_bits(a, b, nan_payloads=True):
+    """Equal bit for bit (the sign of zero included); NaN payloads too unless nan_payloads=False."""
+    if a.dtype != b.dtype or a.shape != b.shape:
+        return False
+    if not nan_payloads:
+        nan = a.isnan()
+        if not torch.equal(nan, b.isnan()):
+            return False
+        a, b = a.masked_fill(nan, 0.0), b.masked_fill(nan, 0.0)
+    return torch.equal(a.view(torch.int32), b.view(torch.int32))
+
+
+# Which NaN a product of two NaNs returns depends on the operand order the compiler picks, in
+# either loop; relu and its gradient only select values, so they keep payloads exactly.
+OPS = [("relu_forward", True), ("relu_backward", True), ("tanh_backward", False)]
 
 
 def all_ops(C, x, g):
@@ -76,12 +95,12 @@ def test_streaming_loops_give_the_cached_loops_bits(C, threads):
             want = all_ops(C, x, g)
             for isa in isas:
                 C._set_streaming(isa, 0)
-                before = streamed_loops(C)
+                before = loops(C, isa)
                 got = all_ops(C, x, g)
                 if n > 0:
-                    assert streamed_loops(C) >= before + 4, f"{isa}, n={n}: the streaming loops did not run"
-                for name, a, b in zip(["relu_forward", "relu_backward", "tanh_backward"], got, want):
-                    assert same_bits(a, b), f"{name} with {isa} streaming stores, n={n}, {threads} thread(s)"
+                    assert loops(C, isa) >= before + 4, f"{isa}, n={n}: the {isa} loops did not run"
+                for (name, payloads), a, b in zip(OPS, got, want):
+                    assert same_bits(a, b, payloads), f"{name} with {isa} streaming stores, n={n}, {threads} thread(s)"
     finally:
         torch.set_num_threads(old_threads)
 
@@ -97,7 +116,7 @@ def test_streamed_results_match_torch(C):
         y = C.direct.tanh_forward(x)
         assert same_bits(relu, torch.relu(x))
         assert same_bits(relu_grad, torch.ops.aten.threshold_backward(g, torch.relu(x), 0.0))
-        assert same_bits(tanh_grad, g * (1 - y * y))
+        assert same_bits(tanh_grad, g * (1 - y * y), nan_payloads=False)
 
 
 def test_only_outputs_from_min_bytes_stream(C):
@@ -105,20 +124,50 @@ def test_only_outputs_from_min_bytes_stream(C):
         pytest.skip("this CPU or build has no streaming stores")
     x = torch.randn(1024)  # 4096 bytes of output
     d = C.direct
-    C._set_streaming(C._streaming_setting()[2], 4097)
-    before = streamed_loops(C)
+    best = C._streaming_setting()[2]
+    C._set_streaming(best, 4097)
+    before = loops(C, best)
     d.relu_forward(x)
     d.relu_backward(x, x)
     d.tanh_backward(x, x)
     d.relu_forward(x.double())
-    assert streamed_loops(C) == before
-    C._set_streaming(C._streaming_setting()[2], 4096)
+    assert loops(C, best) == before
+    C._set_streaming(best, 4096)
     d.relu_forward(x)
     d.relu_backward(x, x)
     d.tanh_backward(x, x)
     d.tanh_forward(x)  # bound by its arithmetic: never streams
     d.relu_forward(x.double())  # float32 only
-    assert streamed_loops(C) == before + 3
+    assert loops(C, best) == before + 3
+
+
+@pytest.mark.parametrize("batch", [3, 300])  # small-layer loops; BLAS with the fused epilogue
+def test_fused_stack_trains_alike_with_and_without_streaming(C, batch):
+    """The fused ops apply activations in place (activation_out(y, y), the gradient into itself)."""
+    isas = streamable_isas()
+    if not isas:
+        pytest.skip("this CPU or build has no streaming stores")
+    import minidl as dl
+    previous = dl.get_backend()
+    dl.set_backend("cpp")
+    try:
+        results = {}
+        for isa in ["none"] + isas:
+            C._set_streaming(isa, 0)
+            torch.manual_seed(3)
+            net = dl.Sequential(dl.Linear(20, 64), dl.ReLU(), dl.Linear(64, 64), dl.Tanh(), dl.Linear(64, 5))
+            assert net._layers is not None  # the fused path
+            x, gy = torch.randn(batch, 20), torch.randn(batch, 5)
+            before = loops(C, isa)
+            y = net.forward(x)
+            gx = net.backward(gy)
+            assert isa == "none" or loops(C, isa) > before, f"{isa}: no {isa} loop ran"
+            results[isa] = [y, gx] + [g.clone() for _, g in net.param()]
+        for isa in isas:
+            for a, b in zip(results[isa], results["none"]):
+                assert same_bits(a, b), f"{isa}, batch {batch}"
+    finally:
+        dl.set_backend(previous)
 
 
 def test_bad_settings_name_what_was_expected(C):
@@ -131,6 +180,7 @@ def test_bad_settings_name_what_was_expected(C):
         with pytest.raises(ValueError, match=f"streams with at most '{best}', got 'avx512'"):
             C._set_streaming("avx512", 0)
     assert C._streaming_setting()[:2] == (best, DEFAULT_MIN_BYTES)
+    assert set(C._streaming_setting()[3]) == {"avx512", "avx2", "none"}
 
 
 def test_threshold_tool_prints_a_row_per_size_and_thread_count(C):

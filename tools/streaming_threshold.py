@@ -1,10 +1,10 @@
 """Where streaming stores start to pay: relu and tanh forward + backward, streaming on vs off.
 
-    python tools/streaming_threshold.py [--threads 1 2] [--repeats 9]
+    python tools/streaming_threshold.py [--threads 1 2] [--sizes 20 21 22 23 24] [--repeats 9]
 
 Prints, per size and thread count, the median time with streaming stores for every output over
 the median without (alternated, so both see the same machine): below 1 means streaming is faster.
-csrc/cpu/streaming.cpp picks its kDefaultMinBytes from this table.
+csrc/cpu/streaming.cpp picks its kDefaultMinBytes from this table (docs/streaming_threshold.md).
 """
 import argparse
 import statistics
@@ -56,8 +56,8 @@ def main():
             torch.set_num_threads(threads)
             for log2_n in args.sizes:
                 r = ratios(log2_n, args.repeats)
-                mib = (4 << log2_n) >> 20
-                print(f"| {threads:<7} | 2^{log2_n:<6} | {mib:>3} MiB | {r['relu']:<12.3f} | {r['tanh']:<12.3f} |", flush=True)
+                size = f"{(4 << log2_n) >> 20} MiB" if log2_n >= 18 else f"{(4 << log2_n) >> 10} KiB"
+                print(f"| {threads:<7} | 2^{log2_n:<6} | {size:>7} | {r['relu']:<12.3f} | {r['tanh']:<12.3f} |", flush=True)
     finally:
         C._set_streaming(old[0], old[1])
 

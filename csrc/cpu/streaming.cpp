@@ -4,9 +4,9 @@
 // (non-temporal) stores skip it and send whole lines straight to memory. They also keep the output
 // out of the cache, so a following op that reads it back (relu backward reads relu's output) pays
 // where the output would have stayed cached. Hence only outputs of kDefaultMinBytes or more stream:
-// `python tools/streaming_threshold.py` measured relu and tanh forward + backward 5-28 % slower
-// with streaming at 4-16 MiB outputs and 10-21 % faster at 64 MiB (32 MiB: relu 13-21 % faster,
-// tanh -9 to +2 %), at 1 and 2 threads on this project's machine.
+// `python tools/streaming_threshold.py` (docs/streaming_threshold.md) measured relu and tanh
+// forward + backward 9-20 % slower with streaming at 4-16 MiB outputs, 9-21 % faster at 64 MiB, and
+// at 32 MiB relu 9-15 % faster and tanh between 4 % faster and 7 % slower (1 and 2 threads).
 // tanh's forward does not stream: it is bound by its arithmetic (a streaming version measured within 3 %).
 #include "streaming.h"
 
@@ -44,16 +44,11 @@ Isa detect_isa() {
 const Isa kBestIsa = detect_isa();
 std::atomic<int> g_isa{kBestIsa};
 std::atomic<int64_t> g_min_bytes{kDefaultMinBytes};
-std::atomic<int64_t> g_streamed_loops{0};  // for tests: proof that the streaming path ran
+std::atomic<int64_t> g_loops[3] = {{0}, {0}, {0}};  // loop calls per Isa: tests check which loop ran
+
+void count_loop(Isa isa) { g_loops[isa].fetch_add(1, std::memory_order_relaxed); }
 
 const char* isa_name(int isa) { return isa == kAvx512 ? "avx512" : isa == kAvx2 ? "avx2" : "none"; }
-
-// Elements before out + i is aligned to `bytes`: streaming stores need whole aligned vectors.
-int64_t unaligned_head(const float* out, int64_t n, uintptr_t bytes) {
-  const uintptr_t misalign = reinterpret_cast<uintptr_t>(out) % bytes;
-  const int64_t head = misalign == 0 ? 0 : int64_t((bytes - misalign) / sizeof(float));
-  return head < n ? head : n;
-}
 
 // Each loop: scalar elements up to the first aligned vector, aligned streaming vector stores,
 // scalar tail, then a fence, so that the weakly ordered stores are visible before the caller
@@ -61,7 +56,17 @@ int64_t unaligned_head(const float* out, int64_t n, uintptr_t bytes) {
 // at a time, so every element gets the same bits on either path.
 #ifdef MINIDL_STREAMING_X86
 
+// How many elements to write one by one before out + head is `bytes`-aligned: streaming stores
+// write whole aligned vectors. Tensors' data is always float-aligned.
+int64_t unaligned_head(const float* out, int64_t n, uintptr_t bytes) {
+  const uintptr_t misalign = reinterpret_cast<uintptr_t>(out) % bytes;
+  TORCH_INTERNAL_ASSERT(misalign % sizeof(float) == 0, "minidl streaming stores: output not float-aligned");
+  const int64_t head = misalign == 0 ? 0 : int64_t((bytes - misalign) / sizeof(float));
+  return head < n ? head : n;
+}
+
 MINIDL_AVX512 void relu_avx512(const float* x, float* out, int64_t n) {
+  count_loop(kAvx512);
   int64_t i = unaligned_head(out, n, 64);
   for (int64_t k = 0; k < i; ++k) out[k] = relu_value(x[k]);
   for (; i + 16 <= n; i += 16) {
@@ -74,6 +79,7 @@ MINIDL_AVX512 void relu_avx512(const float* x, float* out, int64_t n) {
 }
 
 MINIDL_AVX512 void relu_backward_avx512(const float* g, const float* y, float* out, int64_t n) {
+  count_loop(kAvx512);
   int64_t i = unaligned_head(out, n, 64);
   for (int64_t k = 0; k < i; ++k) out[k] = relu_grad(g[k], y[k]);
   for (; i + 16 <= n; i += 16) {
@@ -85,6 +91,7 @@ MINIDL_AVX512 void relu_backward_avx512(const float* g, const float* y, float* o
 }
 
 MINIDL_AVX512 void tanh_backward_avx512(const float* g, const float* y, float* out, int64_t n) {
+  count_loop(kAvx512);
   int64_t i = unaligned_head(out, n, 64);
   for (int64_t k = 0; k < i; ++k) out[k] = tanh_grad(g[k], y[k]);
   const __m512 one = _mm512_set1_ps(1.0f);
@@ -97,8 +104,10 @@ MINIDL_AVX512 void tanh_backward_avx512(const float* g, const float* y, float* o
   _mm_sfence();
 }
 
-// AVX2 has no mask registers: a compare gives all-ones lanes, and andnot keeps the others.
+// The "avx2" loops need only AVX instructions; they are named after the level clones.h targets.
+// AVX has no mask registers: a compare gives all-ones lanes, and andnot keeps the others.
 MINIDL_AVX2 void relu_avx2(const float* x, float* out, int64_t n) {
+  count_loop(kAvx2);
   int64_t i = unaligned_head(out, n, 32);
   for (int64_t k = 0; k < i; ++k) out[k] = relu_value(x[k]);
   for (; i + 8 <= n; i += 8) {
@@ -111,6 +120,7 @@ MINIDL_AVX2 void relu_avx2(const float* x, float* out, int64_t n) {
 }
 
 MINIDL_AVX2 void relu_backward_avx2(const float* g, const float* y, float* out, int64_t n) {
+  count_loop(kAvx2);
   int64_t i = unaligned_head(out, n, 32);
   for (int64_t k = 0; k < i; ++k) out[k] = relu_grad(g[k], y[k]);
   for (; i + 8 <= n; i += 8) {
@@ -122,6 +132,7 @@ MINIDL_AVX2 void relu_backward_avx2(const float* g, const float* y, float* out, 
 }
 
 MINIDL_AVX2 void tanh_backward_avx2(const float* g, const float* y, float* out, int64_t n) {
+  count_loop(kAvx2);
   int64_t i = unaligned_head(out, n, 32);
   for (int64_t k = 0; k < i; ++k) out[k] = tanh_grad(g[k], y[k]);
   const __m256 one = _mm256_set1_ps(1.0f);
@@ -144,38 +155,44 @@ bool stream_output(int64_t bytes) {
 
 // With no streaming instruction set (or one just turned off by a test) these write normally.
 void relu_stream(const float* x, float* out, int64_t n) {
-  g_streamed_loops.fetch_add(1, std::memory_order_relaxed);
 #ifdef MINIDL_STREAMING_X86
   const int isa = g_isa.load(std::memory_order_relaxed);
   if (isa == kAvx512) return relu_avx512(x, out, n);
   if (isa == kAvx2) return relu_avx2(x, out, n);
 #endif
+  count_loop(kNone);
   for (int64_t i = 0; i < n; ++i) out[i] = relu_value(x[i]);
 }
 
 void relu_backward_stream(const float* g, const float* y, float* out, int64_t n) {
-  g_streamed_loops.fetch_add(1, std::memory_order_relaxed);
 #ifdef MINIDL_STREAMING_X86
   const int isa = g_isa.load(std::memory_order_relaxed);
   if (isa == kAvx512) return relu_backward_avx512(g, y, out, n);
   if (isa == kAvx2) return relu_backward_avx2(g, y, out, n);
 #endif
+  count_loop(kNone);
   for (int64_t i = 0; i < n; ++i) out[i] = relu_grad(g[i], y[i]);
 }
 
 void tanh_backward_stream(const float* g, const float* y, float* out, int64_t n) {
-  g_streamed_loops.fetch_add(1, std::memory_order_relaxed);
 #ifdef MINIDL_STREAMING_X86
   const int isa = g_isa.load(std::memory_order_relaxed);
   if (isa == kAvx512) return tanh_backward_avx512(g, y, out, n);
   if (isa == kAvx2) return tanh_backward_avx2(g, y, out, n);
 #endif
+  count_loop(kNone);
   for (int64_t i = 0; i < n; ++i) out[i] = tanh_grad(g[i], y[i]);
 }
 
 StreamingSetting streaming_setting() { return {isa_name(g_isa.load()), g_min_bytes.load()}; }
 
-int64_t streamed_loops() { return g_streamed_loops.load(); }
+int64_t streamed_loops(const std::string& isa) {
+  int64_t calls = -1;
+  for (int candidate : {kNone, kAvx2, kAvx512})
+    if (isa == isa_name(candidate)) calls = g_loops[candidate].load();
+  TORCH_CHECK_VALUE(calls >= 0, "minidl streaming stores: expected isa 'avx512', 'avx2' or 'none', got '", isa, "'");
+  return calls;
+}
 
 std::string best_streaming_isa() { return isa_name(kBestIsa); }
 
@@ -184,6 +201,7 @@ StreamingSetting set_streaming(const StreamingSetting& setting) {
   for (int candidate : {kNone, kAvx2, kAvx512})
     if (setting.isa == isa_name(candidate)) isa = candidate;
   TORCH_CHECK_VALUE(isa >= 0, "minidl streaming stores: expected isa 'avx512', 'avx2' or 'none', got '", setting.isa, "'");
+  // Isa values are ordered: a CPU with AVX-512 has AVX2 too.
   TORCH_CHECK_VALUE(isa <= kBestIsa, "minidl streaming stores: this CPU (or build) streams with at most '",
                     isa_name(kBestIsa), "', got '", setting.isa, "'");
   TORCH_CHECK_VALUE(setting.min_bytes >= 0, "minidl streaming stores: expected min_bytes >= 0, got ", setting.min_bytes);

@@ -8,10 +8,12 @@
 namespace minidl {
 namespace cpu {
 
-// True when a float32 output of `bytes` bytes is written faster around the cache on this CPU.
+// True when this CPU can stream and a float32 output of `bytes` bytes reaches the threshold
+// (measured on this project's machine: streaming.cpp).
 bool stream_output(int64_t bytes);
 
-// Call these only after stream_output() said yes; x, g, y, out are n floats, out in any alignment.
+// Call these only after stream_output() said yes; x, g, y, out are n floats (out float-aligned,
+// as tensors' data is); with the setting turned to "none" meanwhile, they store normally.
 void relu_stream(const float* x, float* out, int64_t n);
 void relu_backward_stream(const float* g, const float* y, float* out, int64_t n);
 void tanh_backward_stream(const float* g, const float* y, float* out, int64_t n);
@@ -21,8 +23,9 @@ struct StreamingSetting {
   int64_t min_bytes;  // outputs of at least this many bytes stream
 };
 StreamingSetting streaming_setting();
-// How many loop calls (one per thread's chunk) took the streaming path since the library loaded.
-int64_t streamed_loops();
+// For tests: how many loop calls (one per thread's chunk) ran with `isa`'s loops since the library
+// loaded ("none": the normal-store fallback inside the functions above).
+int64_t streamed_loops(const std::string& isa);
 // The best instruction set this CPU and build can stream with.
 std::string best_streaming_isa();
 // For tests: stream with `isa` (at most best_streaming_isa()) from `min_bytes`; returns the old setting.
