@@ -3,40 +3,36 @@
     python tools/streaming_threshold.py [--threads 1 2] [--sizes 20 21 22 23 24] [--repeats 9]
 
 Prints, per size and thread count, the median time with streaming stores for every output over
-the median without (alternated, so both see the same machine): below 1 means streaming is faster.
+the median without (timed in turn by minidl.bench.measure, so both see the same machine): below 1
+means streaming is faster.
 csrc/cpu/streaming.cpp picks its kDefaultMinBytes from this table (docs/streaming_threshold.md).
 """
 import argparse
-import statistics
-import time
 
 import torch
 
 import minidl._C as C
+from minidl import bench
 
 
-def timed(fn, inner):
-    fn()
-    start = time.perf_counter()
-    for _ in range(inner):
-        fn()
-    return (time.perf_counter() - start) / inner
+def streaming_variant(name, isa, forward, backward, x, g):
+    """forward + backward with the streaming setting `isa` (min 0 bytes) set before every call."""
+    def step():
+        C._set_streaming(isa, 0)  # a C call: nanoseconds beside these milliseconds
+        backward(g, forward(x))
+    return bench.Variant(name, step)
 
 
 def ratios(log2_n, repeats):
+    """{op: median time streaming / median time without}, the variants timed in turn by minidl.bench."""
     n = 1 << log2_n
     x, g = torch.randn(n), torch.randn(n)
-    ops = {"relu": (C.direct.relu_forward, C.direct.relu_backward),
-           "tanh": (C.direct.tanh_forward, C.direct.tanh_backward)}
     best = C._streaming_setting()[2]
-    inner = max(1, (1 << 23) // n)
-    times = {(op, isa): [] for op in ops for isa in (best, "none")}
-    for _ in range(repeats):
-        for isa in (best, "none"):
-            C._set_streaming(isa, 0)
-            for op, (forward, backward) in ops.items():
-                times[op, isa].append(timed(lambda: backward(g, forward(x)), inner))
-    return {op: statistics.median(times[op, best]) / statistics.median(times[op, "none"]) for op in ops}
+    variants = [streaming_variant(f"{op} {isa}", isa, getattr(C.direct, f"{op}_forward"),
+                                  getattr(C.direct, f"{op}_backward"), x, g)
+                for op in ("relu", "tanh") for isa in (best, "none")]
+    stats = bench.measure(variants, repeats, target=0.05, sync=lambda: None)
+    return {op: stats[f"{op} {best}"]["median_s"] / stats[f"{op} none"]["median_s"] for op in ("relu", "tanh")}
 
 
 def main():

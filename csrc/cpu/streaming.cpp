@@ -5,8 +5,8 @@
 // out of the cache, so a following op that reads it back (relu backward reads relu's output) pays
 // where the output would have stayed cached. Hence only outputs of kDefaultMinBytes or more stream:
 // `python tools/streaming_threshold.py` (docs/streaming_threshold.md) measured relu and tanh
-// forward + backward 9-20 % slower with streaming at 4-16 MiB outputs, 9-21 % faster at 64 MiB, and
-// at 32 MiB relu 9-15 % faster and tanh between 4 % faster and 7 % slower (1 and 2 threads).
+// forward + backward 10-95 % slower with streaming at 4-16 MiB outputs, 12-19 % faster at 64 MiB,
+// and at 32 MiB 11-16 % faster at 1 thread, at 2 threads relu 9 % slower and tanh even.
 // tanh's forward does not stream: it is bound by its arithmetic (a streaming version measured within 3 %).
 #include "streaming.h"
 
@@ -49,6 +49,13 @@ std::atomic<int64_t> g_loops[3] = {{0}, {0}, {0}};  // loop calls per Isa: tests
 void count_loop(Isa isa) { g_loops[isa].fetch_add(1, std::memory_order_relaxed); }
 
 const char* isa_name(int isa) { return isa == kAvx512 ? "avx512" : isa == kAvx2 ? "avx2" : "none"; }
+
+int parse_isa(const std::string& name) {
+  for (int isa : {kNone, kAvx2, kAvx512})
+    if (name == isa_name(isa)) return isa;
+  TORCH_CHECK_VALUE(false, "minidl streaming stores: expected isa 'avx512', 'avx2' or 'none', got '", name, "'");
+  return kNone;  // not reached: the check throws
+}
 
 // Each loop: scalar elements up to the first aligned vector, aligned streaming vector stores,
 // scalar tail, then a fence, so that the weakly ordered stores are visible before the caller
@@ -186,21 +193,12 @@ void tanh_backward_stream(const float* g, const float* y, float* out, int64_t n)
 
 StreamingSetting streaming_setting() { return {isa_name(g_isa.load()), g_min_bytes.load()}; }
 
-int64_t streamed_loops(const std::string& isa) {
-  int64_t calls = -1;
-  for (int candidate : {kNone, kAvx2, kAvx512})
-    if (isa == isa_name(candidate)) calls = g_loops[candidate].load();
-  TORCH_CHECK_VALUE(calls >= 0, "minidl streaming stores: expected isa 'avx512', 'avx2' or 'none', got '", isa, "'");
-  return calls;
-}
+int64_t streamed_loops(const std::string& isa) { return g_loops[parse_isa(isa)].load(); }
 
 std::string best_streaming_isa() { return isa_name(kBestIsa); }
 
 StreamingSetting set_streaming(const StreamingSetting& setting) {
-  int isa = -1;
-  for (int candidate : {kNone, kAvx2, kAvx512})
-    if (setting.isa == isa_name(candidate)) isa = candidate;
-  TORCH_CHECK_VALUE(isa >= 0, "minidl streaming stores: expected isa 'avx512', 'avx2' or 'none', got '", setting.isa, "'");
+  const int isa = parse_isa(setting.isa);
   // Isa values are ordered: a CPU with AVX-512 has AVX2 too.
   TORCH_CHECK_VALUE(isa <= kBestIsa, "minidl streaming stores: this CPU (or build) streams with at most '",
                     isa_name(kBestIsa), "', got '", setting.isa, "'");
