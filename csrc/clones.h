@@ -5,6 +5,8 @@
 // call on the baseline one.
 #pragma once
 
+#include <c10/macros/Macros.h>
+
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
 #define MINIDL_CLONES __attribute__((target_clones("avx512f", "arch=x86-64-v3", "default")))
 #else
@@ -14,8 +16,4 @@
 // For the scalar helpers that the cloned loops call (tanh_f32, ...): inlined into every clone, so
 // that each compiles them for its own instruction set; a helper left out of line is compiled for
 // baseline x86-64 only, where std::fma is a library call per operation (20x slower).
-#if defined(__GNUC__)
-#define MINIDL_INLINE __attribute__((always_inline)) inline
-#else
-#define MINIDL_INLINE inline
-#endif
+#define MINIDL_INLINE C10_ALWAYS_INLINE

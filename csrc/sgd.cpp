@@ -5,8 +5,8 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include <algorithm>
 #include <cmath>
-#include <unordered_set>
 #include <vector>
 
 #include "checks.h"
@@ -30,16 +30,16 @@ MINIDL_CLONES void sgd_loop(T* p, T* g, T* v, int64_t n, T lr, T momentum, T wei
   }
 }
 
-// Whether any two of these tensors use the same storage.
+// Whether any two of these tensors use the same storage (one allocation: a sorted vector).
 bool shares_memory(at::TensorList a, at::TensorList b) {
-  std::unordered_set<const void*> seen;
+  std::vector<const void*> storages;
+  storages.reserve(a.size() + b.size());
   for (at::TensorList list : {a, b})
     for (const at::Tensor& t : list)
-      if (!seen.insert(t.has_storage() ? static_cast<const void*>(t.storage().unsafeGetStorageImpl())
-                                       : static_cast<const void*>(t.unsafeGetTensorImpl()))
-               .second)
-        return true;
-  return false;
+      storages.push_back(t.has_storage() ? static_cast<const void*>(t.storage().unsafeGetStorageImpl())
+                                         : static_cast<const void*>(t.unsafeGetTensorImpl()));
+  std::sort(storages.begin(), storages.end());
+  return std::adjacent_find(storages.begin(), storages.end()) != storages.end();
 }
 
 }  // namespace

@@ -1,6 +1,6 @@
 """Benchmarks: minidl's kernels and training steps against PyTorch, and the machine's own ceilings.
 
-    python -m minidl.bench                      # everything, 1 and 2 threads (about 5-10 minutes)
+    python -m minidl.bench                      # everything, 1 and 2 threads (about 3 minutes)
     python -m minidl.bench --quick              # a subset at 1 thread, under a minute
     python -m minidl.bench --sections ops,train --threads 2 --json out.json
     python -m minidl.bench --device cuda        # on the GPU (adds 2^26 elements; timings synchronise)

@@ -52,10 +52,10 @@ def test_tiny_study_writes_table_json_csv_and_plots(tmp_path):
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
 
     # a worker process reproduces exactly what this process computes from the same seed, on the
-    # device that the CLI's --device auto chose
+    # device that the CLI's --device auto chose (as results.json records it)
     threads = torch.get_num_threads()
     try:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+        device = saved["config"]["train"]["device"]
         config = StudyConfig(n_pairs=200, threads=1, train=TrainConfig(epochs=1, device=device))
         here = run_one(("siamese_aux", 0, config))
     finally:

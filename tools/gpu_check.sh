@@ -9,7 +9,8 @@
 # 570; each stage gets what is left, so a slow stage cannot eat the logs of the ones before it),
 # MINIDL_MNIST_DIR (full MNIST in IDX format, for the pairs study; skipped without it),
 # TORCH_CUDA_ARCH_LIST (default: the visible GPU's). Wheels in .whl/ (e.g. mlxtend, where the
-# machine lacks it) are installed into /tmp/site first. Where Python's configured compiler links
+# machine lacks it; *.whl is git-ignored, so pass .whl in the device tool's `carry`) are installed
+# into /tmp/site first. Where Python's configured compiler links
 # libstdc++ statically (this workplace's GPU image, /opt/gcc), setup.py stops and says so: run with
 # CC=gcc CXX=g++ LDSHARED="gcc -shared" to build with the system compiler.
 set -u
@@ -37,7 +38,7 @@ stage() {
   local t0=$(date +%s)
   timeout -k 10 "$cap" "$@" >>"$log" 2>&1
   local rc=$?
-  STATUS+=("$name: rc $rc$( ((rc == 124)) && echo ' (timed out)') in $(($(date +%s) - t0)) s")
+  STATUS+=("$name: rc $rc$( ((rc == 124)) && echo ' (timed out)')$( ((rc == 137)) && echo ' (killed: timed out, or out of memory)') in $(($(date +%s) - t0)) s")
   ((rc != 0)) && FAILED=1
   tail -n 4 "$log"
   return $rc

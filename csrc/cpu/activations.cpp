@@ -114,16 +114,20 @@ MINIDL_CLONES void bias_activation_loop(T* y, const T* b, int64_t rows, int64_t 
   }
 }
 
-// A float32 output this large is written by the loop with streaming stores (streaming.cpp).
-bool use_streaming_stores(const at::Tensor& out) {
-  return out.scalar_type() == at::kFloat && cpu::stream_output(out.numel() * int64_t(sizeof(float)));
+// A float32 output this large is written by the loop with streaming stores (streaming.cpp), unless
+// it overwrites an input: then the loop has just read each line, so there is no read to save, and
+// streaming would only push out of the cache the data that the next op reads back.
+bool use_streaming_stores(const at::Tensor& out, const at::Tensor& in, const at::Tensor& other_in) {
+  return out.scalar_type() == at::kFloat && out.const_data_ptr() != in.const_data_ptr() &&
+         out.const_data_ptr() != other_in.const_data_ptr() &&
+         cpu::stream_output(out.numel() * int64_t(sizeof(float)));
 }
 
 // y = f(x) elementwise over contiguous CPU tensors of the same dtype; y may be x itself.
 // `stream` is f's streaming float32 loop, or nullptr where there is none.
 template <typename Loop>
 void apply_unary(const at::Tensor& x, at::Tensor& y, Loop loop, void (*stream)(const float*, float*, int64_t)) {
-  if (stream != nullptr && use_streaming_stores(y)) {
+  if (stream != nullptr && use_streaming_stores(y, x, x)) {
     const float* xp = x.const_data_ptr<float>();
     float* yp = y.mutable_data_ptr<float>();
     at::parallel_for(0, x.numel(), kGrain, [&](int64_t b, int64_t e) { stream(xp + b, yp + b, e - b); });
@@ -140,7 +144,7 @@ void apply_unary(const at::Tensor& x, at::Tensor& y, Loop loop, void (*stream)(c
 template <typename Loop>
 void apply_binary(const at::Tensor& g, const at::Tensor& s, at::Tensor& out, Loop loop,
                   void (*stream)(const float*, const float*, float*, int64_t)) {
-  if (stream != nullptr && use_streaming_stores(out)) {
+  if (stream != nullptr && use_streaming_stores(out, g, s)) {
     const float* gp = g.const_data_ptr<float>();
     const float* sp = s.const_data_ptr<float>();
     float* outp = out.mutable_data_ptr<float>();
