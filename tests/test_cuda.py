@@ -15,7 +15,7 @@ from minidl import backend
 from minidl.kernels import python as py_ops
 
 from conftest import assert_within_float32_sum_bound
-from test_ops import linear_reference
+from op_cases import linear_reference
 
 CUDA = "cuda"
 TOL = {torch.float64: dict(rtol=1e-12, atol=1e-12), torch.float32: dict(rtol=1e-5, atol=1e-6)}

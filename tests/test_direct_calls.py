@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from conftest import require_cpp
-from test_ops import _opcheck_cases  # every op, both dtypes: the cases opcheck runs
+from op_cases import op_cases  # every op, both dtypes: the cases opcheck runs
 
 
 def _clone(value):
@@ -27,12 +27,12 @@ def _tensors(value):
     return []
 
 
-@pytest.mark.parametrize("index", range(len(_opcheck_cases("cpu"))))
+@pytest.mark.parametrize("index", range(len(op_cases("cpu"))))
 def test_direct_call_equals_torch_ops(device, index):
     require_cpp()
     import minidl._C
 
-    name, args = _opcheck_cases(device)[index]
+    name, args = op_cases(device)[index]
     via_ops, via_direct = _clone(list(args)), _clone(list(args))
     out_ops = getattr(torch.ops.minidl, name).default(*via_ops)
     out_direct = getattr(minidl._C.direct, name)(*via_direct)
@@ -43,12 +43,12 @@ def test_direct_call_equals_torch_ops(device, index):
         assert torch.equal(e, g), f"{name}: direct call differs from torch.ops.minidl.{name}"
 
 
-@pytest.mark.parametrize("index", range(len(_opcheck_cases("cpu"))))
+@pytest.mark.parametrize("index", range(len(op_cases("cpu"))))
 def test_direct_call_dispatches_meta_tensors_to_the_fake_kernels(index):
     require_cpp()
     import minidl._C
 
-    name, args = _opcheck_cases("meta")[index]
+    name, args = op_cases("meta")[index]
     out_ops = getattr(torch.ops.minidl, name).default(*args)
     out_direct = getattr(minidl._C.direct, name)(*args)
     expected, got = _tensors(out_ops), _tensors(out_direct)

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from conftest import assert_within_float32_sum_bound, require_cpp
-from minidl.kernels import python as python_kernels
+from op_cases import linear_reference, op_cases
 
 TOL = {torch.float64: dict(rtol=1e-12, atol=1e-12), torch.float32: dict(rtol=1e-5, atol=1e-6)}
 LINEAR_SHAPES = [(1, 1, 1), (1, 25, 25), (7, 3, 5), (100, 2, 25), (33, 17, 9)]
@@ -17,15 +17,6 @@ def make(shape, dtype, device, scale=3.0, noncontiguous=False):
         assert not t.is_contiguous() or t.dim() < 2 or 1 in shape
         return t
     return torch.randn(*shape, dtype=dtype, device=device).mul_(scale)
-
-
-def linear_reference(x, w, b, gy):
-    x, w = x.clone().requires_grad_(), w.clone().requires_grad_()
-    b = None if b is None else b.clone().requires_grad_()
-    with torch.enable_grad():
-        y = torch.nn.functional.linear(x, w, b)
-        y.backward(gy)
-    return y, x.grad, w.grad, (None if b is None else b.grad)
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
@@ -176,41 +167,8 @@ def test_cpp_equals_python_fallback(device, dtype):
     torch.testing.assert_close(cpp.tanh_backward(x, y), python.tanh_backward(x, y), rtol=0, atol=0)
 
 
-def _opcheck_cases(device):
-    torch.manual_seed(3)
-    cases = []
-    for dtype in (torch.float32, torch.float64):
-        x, w, b = (torch.randn(5, 3, dtype=dtype, device=device), torch.randn(4, 3, dtype=dtype, device=device),
-                   torch.randn(4, dtype=dtype, device=device))
-        gy = torch.randn(5, 4, dtype=dtype, device=device)
-        cases += [
-            ("linear_forward", (x, w, b)),
-            ("linear_forward", (x.t().contiguous().t(), w, None)),
-            ("linear_backward", (gy, x, w, torch.zeros_like(w), torch.zeros_like(b))),
-            ("linear_backward", (gy, x, w, torch.zeros_like(w), None)),
-        ]
-        for name in ("tanh", "relu"):
-            cases.append((f"{name}_forward", (x.t(),)))
-            cases.append((f"{name}_backward", (gy, torch.randn_like(gy))))
-        w2, b2 = torch.randn(2, 4, dtype=dtype, device=device), torch.randn(2, dtype=dtype, device=device)
-        outs = python_kernels.mlp_forward(x, [w, w2], [b, b2], [2, 1])
-        gws, gbs = [torch.zeros_like(w), torch.zeros_like(w2)], [torch.zeros_like(b), torch.zeros_like(b2)]
-        cases += [
-            ("mlp_forward", (x, [w, w2], [b, b2], [2, 1])),
-            ("mlp_backward", (torch.randn_like(outs[1]), x, outs, [w, w2], gws, gbs, [2, 1], torch.empty_like(x))),
-            ("mlp_backward", (torch.randn_like(outs[1]), x, outs, [w, w2], gws, gbs, [2, 1], None)),
-            ("mlp_backward", (torch.randn_like(outs[1]), x, outs, [w, w2], gws, gbs, [2, 0], None)),
-            ("mse_forward", (gy, torch.randn_like(gy))),
-            ("sgd_step_", ([w.clone(), b.clone()], [w, b], [torch.zeros_like(w), torch.zeros_like(b)], 0.1, 0.9, 0.01)),
-            ("sgd_step_", ([w.clone(), b.clone()], [w, b], [], 0.1, 0.0, 0.0)),
-            ("sgd_step_", ([w.clone(), b.clone()], [w.clone(), b.clone()], [torch.zeros_like(w), torch.zeros_like(b)],
-                           0.1, 0.9, 0.01, True)),
-        ]
-    return cases
-
-
-@pytest.mark.parametrize("index", range(len(_opcheck_cases("cpu"))))
+@pytest.mark.parametrize("index", range(len(op_cases("cpu"))))
 def test_opcheck(device, index):
     require_cpp()
-    name, args = _opcheck_cases(device)[index]
+    name, args = op_cases(device)[index]
     torch.library.opcheck(getattr(torch.ops.minidl, name).default, args)
