@@ -56,6 +56,14 @@ void check_linear(const at::Tensor& input, const at::Tensor& weight, const Op& o
                     "] for weight of shape ", weight.sizes(), ", got ", input.sizes());
 }
 
+// `out` is written while `in` is still to be read: they must not be views of one storage.
+template <typename Op>
+void check_no_overlap(const at::Tensor& out, const at::Tensor& in, const Op& op, const char* name,
+                      const char* in_name) {
+  TORCH_CHECK_VALUE(!out.is_alias_of(in), op, ": expected ", name, " to have memory of its own, got a view of ",
+                    in_name, "'s storage");
+}
+
 // Checks shared by every elementwise backward: grad_output must match the saved tensor.
 template <typename Op>
 void check_elementwise_backward(const at::Tensor& grad_output, const at::Tensor& saved, const Op& op,

@@ -10,6 +10,9 @@ namespace minidl {
 at::Tensor linear_forward(const at::Tensor& input, const at::Tensor& weight, const c10::optional<at::Tensor>& bias) {
   const char* op = "minidl.linear_forward";
   check_linear(input, weight, op);
+  // minidl's ops fall through torch's autograd (minidl.cpp), so the ATen calls below would see
+  // grad mode: a graph for inputs that require grad, and an error from the out= and in-place forms.
+  const at::NoGradGuard no_grad;
   if (!bias.has_value()) return at::mm(input, weight.t());
   check_like(*bias, weight, op, "bias", "weight");
   check_shape(*bias, {weight.size(0)}, op, "bias");
@@ -28,6 +31,7 @@ at::Tensor linear_backward(const at::Tensor& grad_output, const at::Tensor& inpu
     check_like(*grad_bias, weight, op, "grad_bias", "weight");
     check_shape(*grad_bias, {weight.size(0)}, op, "grad_bias");
   }
+  const at::NoGradGuard no_grad;  // see linear_forward
   // Accumulate in place: no temporary for the weight gradient.
   grad_weight.addmm_(grad_output.t(), input);
   if (grad_bias.has_value()) {

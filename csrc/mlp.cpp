@@ -4,7 +4,7 @@
 // CPU and CUDA: matrix products through ATen; bias and activation fused into one pass on the
 // CPU, else through the registered minidl ops (the CUDA kernels).
 #include <ATen/ATen.h>
-#include <ATen/Parallel.h>
+#include <ATen/MemoryOverlap.h>
 #include <torch/library.h>
 
 #include <initializer_list>
@@ -43,25 +43,9 @@ at::Tensor activate_backward(const at::Tensor& grad, const at::Tensor& y, Activa
   return (act == Activation::Tanh ? tanh_op : relu_op).call(grad, y);
 }
 
-// grad_bias += grad.sum(0): a direct loop on the CPU (no temporary), a reduction elsewhere.
-void add_column_sums_(at::Tensor& grad_bias, const at::Tensor& grad) {
-  if (!(grad.is_cpu() && grad.is_contiguous() && grad_bias.is_contiguous())) {
-    grad_bias.add_(grad.sum(0));
-    return;
-  }
-  AT_DISPATCH_FLOATING_TYPES(grad.scalar_type(), "minidl_column_sums", [&] {
-    const scalar_t* g = grad.const_data_ptr<scalar_t>();
-    scalar_t* b = grad_bias.mutable_data_ptr<scalar_t>();
-    const int64_t rows = grad.size(0), cols = grad.size(1);
-    // Columns split across threads; each thread walks every row of its columns.
-    at::parallel_for(0, cols, std::max<int64_t>(1, 32768 / std::max<int64_t>(rows, 1)), [&](int64_t c0, int64_t c1) {
-      for (int64_t r = 0; r < rows; ++r) {
-        const scalar_t* row = g + r * cols;
-        for (int64_t c = c0; c < c1; ++c) b[c] += row[c];
-      }
-    });
-  });
-}
+// grad_bias += grad.sum(0). ATen's sum adds in a cascade: adding row after row into a float32
+// sum would lose the small terms once the sum is large (a batch of 2e7 ones summed to 2^24).
+void add_column_sums_(at::Tensor& grad_bias, const at::Tensor& grad) { grad_bias.add_(grad.sum(0)); }
 
 bool all_contiguous(std::initializer_list<const at::Tensor*> ts) {
   for (const at::Tensor* t : ts)
@@ -97,6 +81,7 @@ void check_stack(const at::Tensor& input, at::TensorList weights, at::TensorList
 std::vector<at::Tensor> mlp_forward(const at::Tensor& input, at::TensorList weights, at::TensorList biases,
                                     at::IntArrayRef activations) {
   check_stack(input, weights, biases, activations, "minidl.mlp_forward");
+  const at::NoGradGuard no_grad;  // see linear_forward
   std::vector<at::Tensor> outputs;
   outputs.reserve(weights.size());
   at::Tensor x = input;
@@ -140,7 +125,15 @@ void mlp_backward(const at::Tensor& grad_output, const at::Tensor& input, at::Te
   if (grad_input.has_value()) {
     check_like(*grad_input, weights[0], op, "grad_input", "the first weight");
     check_shape(*grad_input, input.sizes(), op, "grad_input");
+    // grad_input is written last, but a tensor it shares memory with may still be read after it.
+    check_no_overlap(*grad_input, grad_output, op, "grad_input", "grad_output");
+    check_no_overlap(*grad_input, input, op, "grad_input", "input");
+    for (size_t i = 0; i < n; ++i) {
+      check_no_overlap(*grad_input, outputs[i], Indexed{op, "layer", i}, "grad_input", "output");
+      check_no_overlap(*grad_input, weights[i], Indexed{op, "layer", i}, "grad_input", "weight");
+    }
   }
+  const at::NoGradGuard no_grad;  // see linear_forward
 
   at::Tensor g = grad_output;
   bool ours = false;  // whether g is a temporary of ours that may be overwritten

@@ -49,13 +49,18 @@ class Module:
         unexpected = [k for k in state_dict if k not in own]
         if missing or unexpected:
             raise KeyError(f"{self!r}.load_state_dict: missing keys {missing}, unexpected keys {unexpected}")
+        converted = {}  # every value converted before the first copy: a bad state_dict changes nothing
         for name, p in own.items():
             value = state_dict[name]
-            if list(value.shape) != list(p.shape):
+            if list(getattr(value, "shape", [None])) != list(p.shape):
                 raise ValueError(f"{self!r}.load_state_dict: {name} expected shape {list(p.shape)}, "
-                                 f"got {list(value.shape)}")
+                                 f"got {list(value.shape) if hasattr(value, 'shape') else type(value).__name__}")
+            try:
+                converted[name] = value.to(device=p.device, dtype=p.dtype, copy=True)
+            except (RuntimeError, TypeError, NotImplementedError) as e:
+                raise type(e)(f"{self!r}.load_state_dict: {name}: {e}") from None
         for name, p in own.items():
-            p.copy_(state_dict[name])
+            p.copy_(converted[name])
 
     def to(self, device=None, dtype=None):
         """Move parameters and gradients in place (optimizers keep seeing the same tensors); returns self."""
@@ -76,8 +81,27 @@ class Module:
         return tensor
 
 
+class _Tensor:
+    """A Linear's tensor attribute (weight, bias, grad_weight, grad_bias). Assigning a new tensor to
+    one bumps Linear.generation: a fused Sequential, which keeps lists of these tensors, then builds
+    them again instead of going on with the old ones."""
+
+    def __set_name__(self, owner, name):
+        self.key = "_" + name
+
+    def __get__(self, obj, objtype=None):
+        return self if obj is None else obj.__dict__[self.key]
+
+    def __set__(self, obj, value):
+        obj.__dict__[self.key] = value
+        Linear.generation += 1
+
+
 class Linear(Module):
     """y = x @ weight.T + bias, initialised like torch.nn.Linear: uniform in ±1/sqrt(in_features)."""
+
+    weight, bias, grad_weight, grad_bias = _Tensor(), _Tensor(), _Tensor(), _Tensor()
+    generation = 0  # how many times any Linear's tensors were assigned
 
     def __init__(self, in_features, out_features, bias=True, device=None, dtype=None):
         for name, value in (("in_features", in_features), ("out_features", out_features)):
@@ -102,9 +126,9 @@ class Linear(Module):
         return output
 
     def backward(self, grad_output):
+        input = self._saved(self._input)
         try:
-            return _backend.ops.linear_backward(grad_output, self._saved(self._input), self.weight,
-                                                self.grad_weight, self.grad_bias)
+            return _backend.ops.linear_backward(grad_output, input, self.weight, self.grad_weight, self.grad_bias)
         except _CHECKED as e:
             raise _fail(self, "backward", e) from None
 
@@ -136,8 +160,9 @@ class _Activation(Module):
         return self._output
 
     def backward(self, grad_output):
+        output = self._saved(self._output)
         try:
-            return getattr(_backend.ops, self._backward)(grad_output, self._saved(self._output))
+            return getattr(_backend.ops, self._backward)(grad_output, output)
         except _CHECKED as e:
             raise _fail(self, "backward", e) from None
 
@@ -154,12 +179,23 @@ class Tanh(_Activation):
     _forward, _backward = "tanh_forward", "tanh_backward"
 
 
+def _tree(module):
+    """The module and, for a Sequential, every module inside it."""
+    yield module
+    if isinstance(module, Sequential):
+        for m in module.modules:
+            yield from _tree(m)
+
+
 class Sequential(Module):
     """Modules applied in order; backward runs them in reverse.
 
     When the modules are Linear layers (with bias), each optionally followed by a ReLU or Tanh,
     the whole stack runs as one fused kernel call each way (mlp_forward, mlp_backward): the same
     arithmetic as module by module, without a kernel call per module.
+
+    A module may appear more than once (a ReLU used twice, a Linear whose weights are shared): its
+    gradients then add up over its uses, and param() lists its parameters once, as torch.nn does.
     """
 
     _ACTIVATION_CODES = {"ReLU": 1, "Tanh": 2}
@@ -169,17 +205,29 @@ class Sequential(Module):
             if not isinstance(m, Module):
                 raise TypeError(f"Sequential: expected minidl Modules, got {type(m).__name__} at position {i}")
         self.modules = tuple(modules)
-        self._input = self._outputs = None
-        self._layers = self._stack_layers()
-        if self._layers is not None:
-            self._weights = [lin.weight for lin, _ in self._layers]
-            self._biases = [lin.bias for lin, _ in self._layers]
-            self._grad_weights = [lin.grad_weight for lin, _ in self._layers]
-            self._grad_biases = [lin.grad_bias for lin, _ in self._layers]
-            self._codes = [0 if act is None else self._ACTIVATION_CODES[type(act).__name__] for _, act in self._layers]
+        self._input = self._outputs = self._states = None
+        # A module used twice keeps in its attributes what only its last forward saved: the
+        # module-by-module path then keeps each use's attributes and puts them back for its backward.
+        ids = [id(m) for m in modules for m in _tree(m)]
+        self._reused = len(ids) != len(set(ids))
+        self._stack()
 
-    def _stack_layers(self):
-        """[(Linear, activation or None), ...] if the modules form a fusable stack, else None."""
+    def _stack(self):
+        """[(Linear, activation or None), ...] if the modules form a fusable stack, else None; with the
+        lists of tensors the fused kernels take, built again when a Linear's tensors were reassigned."""
+        if getattr(self, "_generation", None) == Linear.generation:
+            return self._layers
+        self._generation = Linear.generation
+        self._layers = layers = self._fusable_layers()
+        if layers is not None:
+            self._weights = [lin.weight for lin, _ in layers]
+            self._biases = [lin.bias for lin, _ in layers]
+            self._grad_weights = [lin.grad_weight for lin, _ in layers]
+            self._grad_biases = [lin.grad_bias for lin, _ in layers]
+            self._codes = [0 if act is None else self._ACTIVATION_CODES[type(act).__name__] for _, act in layers]
+        return layers
+
+    def _fusable_layers(self):
         layers, i, mods = [], 0, self.modules
         while i < len(mods):
             lin = mods[i]
@@ -191,17 +239,21 @@ class Sequential(Module):
         return layers or None
 
     def forward(self, input):
-        if self._layers is None:
+        layers = self._stack()
+        if layers is None:
+            self._input, self._outputs, self._states = input, None, ([] if self._reused else None)
             for m in self.modules:
                 input = m.forward(input)
+                if self._reused:
+                    self._states.append([(t, dict(t.__dict__)) for t in _tree(m)])
             return input
         try:
             outputs = _backend.ops.mlp_forward(input, self._weights, self._biases, self._codes)
         except _CHECKED as e:
             raise _fail(self, "forward", e) from None
-        self._input, self._outputs = input, outputs
+        self._input, self._outputs, self._states = input, outputs, None
         x = input
-        for (lin, act), y in zip(self._layers, outputs):  # so that each module's own backward still works
+        for (lin, act), y in zip(layers, outputs):  # so that each module's own backward still works
             lin._input = x
             if act is not None:
                 act._output = y
@@ -211,11 +263,14 @@ class Sequential(Module):
     def backward(self, grad_output, input_grad=True):
         """Gradient of the input (None with input_grad=False, which skips computing it, as torch does for
         inputs that do not require grad); parameter gradients accumulate."""
-        if self._layers is None:
-            for m in reversed(self.modules):
-                grad_output = m.backward(grad_output)
-            return grad_output
         input = self._saved(self._input)
+        if self._outputs is None or self._stack() is None:  # module by module, as forward ran
+            for i in reversed(range(len(self.modules))):
+                if self._states is not None:
+                    for t, state in self._states[i]:
+                        t.__dict__.update(state)
+                grad_output = self.modules[i].backward(grad_output)
+            return grad_output
         grad_input = empty(input.shape, dtype=input.dtype, device=input.device) if input_grad else None
         try:
             _backend.ops.mlp_backward(grad_output, input, self._outputs, self._weights, self._grad_weights,
@@ -225,13 +280,20 @@ class Sequential(Module):
         return grad_input
 
     def param(self):
-        return [pair for m in self.modules for pair in m.param()]
+        """Each (parameter, gradient) pair once, also when a module or a tensor is used more than once."""
+        return [pair for _, *pair in self.named_param()]
 
     def named_param(self):
-        return [(f"{i}.{name}", p, g) for i, m in enumerate(self.modules) for name, p, g in m.named_param()]
+        seen, out = set(), []
+        for i, m in enumerate(self.modules):
+            for name, p, g in m.named_param():
+                if id(p) not in seen:
+                    seen.add(id(p))
+                    out.append((f"{i}.{name}", p, g))
+        return out
 
     def zero_grad(self):
-        if self._layers is None:
+        if self._stack() is None:
             return super().zero_grad()
         _backend.ops.zero_(self._grad_weights + self._grad_biases)
 

@@ -1,4 +1,6 @@
 """The fused kernels (a whole Linear stack, MSE, SGD) against the unfused path and torch.autograd."""
+import re
+
 import pytest
 import torch
 
@@ -269,3 +271,69 @@ def test_small_layer_loops_at_their_size_limit(batch, width):
     for c, p in zip(outs["cpp"], outs["python"]):
         assert c.shape == p.shape
         torch.testing.assert_close(c, p, rtol=1e-12, atol=1e-12)
+
+
+def test_bias_gradient_of_a_large_batch_is_summed_accurately(backend_name):
+    """A float32 sum that adds row after row stays at 2^24 once it gets there (2^24 + 1 rounds back):
+    the bias gradient must be summed as torch sums (in a cascade), on the fused path past the small loops."""
+    net = dl.Sequential(dl.Linear(1, 1))
+    n = 65536
+    net.forward(torch.ones(n, 1))
+    g = torch.ones(n, 1)
+    g[0] = 2.0 ** 24
+    net.zero_grad()
+    net.backward(g, input_grad=False)
+    exact = 2.0 ** 24 + (n - 1)
+    # row after row loses all n - 1 ones (error 65535); a cascade, a few ulps of 2 (15 here)
+    assert abs(net[0].grad_bias.item() - exact) <= 1e-5 * exact
+
+
+def test_inputs_that_require_grad_in_grad_mode(backend_name):
+    """With autograd on and inputs that require grad, the kernels (whose ATen calls would then record
+    a graph, or refuse out= forms) give the values they give without."""
+    torch.manual_seed(21)
+    net = dl.Sequential(dl.Linear(100, 100), dl.ReLU(), dl.Linear(100, 3))
+    x, gy = torch.randn(10, 100), torch.randn(10, 3)
+    y_ref = net.forward(x)
+    gx_ref = net.backward(gy)
+    with torch.enable_grad():
+        y = net.forward(x.clone().requires_grad_())
+        gx = net.backward(gy.clone().requires_grad_())
+        lin = dl.Linear(100, 100)
+        z = lin.forward(x.clone().requires_grad_())
+        lin.backward(torch.ones(10, 100, requires_grad=True))
+        loss = dl.LossMSE().forward(y, torch.zeros_like(y))
+    torch.testing.assert_close(y, y_ref, rtol=0, atol=0)
+    torch.testing.assert_close(gx, gx_ref, rtol=0, atol=0)
+    assert z.shape == (10, 100) and loss.item() > 0
+
+
+@pytest.mark.parametrize("alias", ["grad_output", "input", "output", "weight"])
+def test_mlp_backward_refuses_a_grad_input_that_shares_memory(ops, alias):
+    torch.manual_seed(22)
+    w, b = torch.randn(4, 4), torch.randn(4)
+    x = torch.randn(3, 4)
+    outs = ops.mlp_forward(x, [w], [b], [0])
+    g = torch.randn(3, 4)
+    gw, gb = torch.zeros(4, 4), torch.zeros(4)
+    grad_input = {"grad_output": g, "input": x, "output": outs[0], "weight": w[:3]}[alias]
+    before = [t.clone() for t in (g, x, outs[0], w, gw, gb)]
+    name = re.escape("minidl.mlp_backward" + (" (layer 0)" if alias in ("output", "weight") else ""))
+    with pytest.raises(ValueError, match=rf"{name}: expected grad_input to have memory of its own, got a view "
+                                         rf"of {alias}'s storage"):
+        ops.mlp_backward(g, x, outs, [w], [gw], [gb], [0], grad_input)
+    for t, old in zip((g, x, outs[0], w, gw, gb), before):
+        assert torch.equal(t, old)  # refused before any write
+
+
+def test_zero_grad_of_modules_without_parameters(backend_name):
+    for module in (dl.ReLU(), dl.Tanh(), dl.Sequential(), dl.Sequential(dl.ReLU())):
+        module.zero_grad()
+    dl.SGD([], lr=0.1).zero_grad()
+
+
+def test_backward_before_forward_names_the_module_once(backend_name):
+    for module in (dl.Linear(2, 2), dl.ReLU(), dl.Sequential(dl.Linear(2, 2))):
+        with pytest.raises(RuntimeError) as info:
+            module.backward(torch.ones(1, 2))
+        assert str(info.value) == f"{module!r}.backward: called before forward"

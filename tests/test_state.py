@@ -128,3 +128,17 @@ def test_memory_stays_flat_over_100k_steps(backend_name):
         net.backward(crit.backward(), input_grad=False)
         opt.step()
     assert _rss_mib() - start < 5, f"RSS grew from {start:.1f} to {_rss_mib():.1f} MiB over {steps} steps"
+
+
+def test_load_state_dict_changes_nothing_when_a_late_value_fails():
+    net = _net()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    sd = {k: torch.zeros_like(v) for k, v in before.items()}
+    sd["4.bias"] = torch.zeros(2, device="meta")  # converts to the parameter's device: fails, last
+    with pytest.raises(NotImplementedError, match=r"Sequential\(.*load_state_dict: 4.bias: .*meta"):
+        net.load_state_dict(sd)
+    for k, v in net.state_dict().items():
+        assert torch.equal(v, before[k]), f"{k} was overwritten before the failing value"
+    sd["4.bias"] = [0.0, 0.0]
+    with pytest.raises(ValueError, match=r"load_state_dict: 4.bias expected shape \[2\], got list"):
+        net.load_state_dict(sd)

@@ -24,6 +24,13 @@ def check_shape(t, expected, op, name):
         raise ValueError(f"{op}: expected {name} of shape {list(expected)}, got {list(t.shape)}")
 
 
+def check_no_overlap(out, t, op, name, t_name):
+    # The same storage, as Tensor::is_alias_of in the C++ twin (_cdata: the storage's address, also
+    # for meta and fake tensors, whose data pointers are all null).
+    if out.untyped_storage()._cdata == t.untyped_storage()._cdata:
+        raise ValueError(f"{op}: expected {name} to have memory of its own, got a view of {t_name}'s storage")
+
+
 def _check_linear(input, weight, op):
     check_float(weight, op, "weight")
     check_like(input, weight, op, "input", "weight")
@@ -99,6 +106,11 @@ def check_mlp_backward(grad_output, input, outputs, weights, grad_weights, grad_
     if grad_input is not None:
         check_like(grad_input, weights[0], op, "grad_input", "the first weight")
         check_shape(grad_input, input.shape, op, "grad_input")
+        check_no_overlap(grad_input, grad_output, op, "grad_input", "grad_output")
+        check_no_overlap(grad_input, input, op, "grad_input", "input")
+        for i, (y, w) in enumerate(zip(outputs, weights)):
+            check_no_overlap(grad_input, y, f"{op} (layer {i})", "grad_input", "output")
+            check_no_overlap(grad_input, w, f"{op} (layer {i})", "grad_input", "weight")
 
 
 def check_mse(output, target):

@@ -19,4 +19,9 @@ mlp_forward = _direct.mlp_forward
 mlp_backward = _direct.mlp_backward
 mse_forward = _direct.mse_forward
 sgd_step_ = _direct.sgd_step_
-zero_ = torch._foreach_zero_
+
+
+def zero_(tensors):
+    """Set every tensor to zero (torch._foreach_zero_, which refuses an empty list)."""
+    if tensors:
+        torch._foreach_zero_(tensors)

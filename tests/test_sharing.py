@@ -1,0 +1,116 @@
+"""Modules used more than once, and tensors reassigned after a Sequential is built: against torch.nn
+networks that share the same way, in float64, on both backends."""
+import pytest
+import torch
+
+import minidl as dl
+
+
+def twin(lin):
+    """A torch.nn.Linear with lin's weights."""
+    tl = torch.nn.Linear(lin.in_features, lin.out_features, bias=lin.bias is not None, dtype=lin.weight.dtype)
+    with torch.no_grad():
+        tl.weight.copy_(lin.weight)
+        if lin.bias is not None:
+            tl.bias.copy_(lin.bias)
+    return tl
+
+
+def shared_nets(kind):
+    """(minidl net, torch.nn twin): the same modules shared in the same places."""
+    torch.manual_seed(11)
+    f64 = dict(dtype=torch.float64)
+    if kind == "relu twice, unfused":  # a Linear without bias keeps the stack module by module
+        a, b, r = dl.Linear(3, 4, **f64), dl.Linear(4, 4, bias=False, **f64), dl.ReLU()
+        ta, tb, tr = twin(a), twin(b), torch.nn.ReLU()
+        return dl.Sequential(a, r, b, r), torch.nn.Sequential(ta, tr, tb, tr)
+    if kind == "linear twice, unfused":
+        a, t = dl.Linear(4, 4, bias=False, **f64), dl.Tanh()
+        ta = twin(a)
+        return dl.Sequential(a, t, a, t), torch.nn.Sequential(ta, torch.nn.Tanh(), ta, torch.nn.Tanh())
+    if kind == "linear twice, fused":
+        a = dl.Linear(4, 4, **f64)
+        ta = twin(a)
+        return dl.Sequential(a, dl.Tanh(), a), torch.nn.Sequential(ta, torch.nn.Tanh(), ta)
+    if kind == "block twice, nested":
+        block = dl.Sequential(dl.Linear(4, 4, **f64), dl.ReLU())
+        tblock = torch.nn.Sequential(twin(block[0]), torch.nn.ReLU())
+        a = dl.Linear(4, 4, bias=False, **f64)
+        ta = twin(a)
+        return (dl.Sequential(block, a, dl.Sequential(a, block)),
+                torch.nn.Sequential(tblock, ta, torch.nn.Sequential(ta, tblock)))
+    raise ValueError(kind)
+
+
+KINDS = ["relu twice, unfused", "linear twice, unfused", "linear twice, fused", "block twice, nested"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_shared_modules_match_torch(backend_name, kind):
+    net, ref = shared_nets(kind)
+    in_features = 3 if kind.startswith("relu") else 4
+    torch.manual_seed(12)
+    x = torch.randn(6, in_features, dtype=torch.float64)
+    y = net.forward(x)
+    gy = torch.randn_like(y)
+    gx = net.backward(gy)
+    xr = x.clone().requires_grad_()
+    with torch.enable_grad():
+        yr = ref(xr)
+        yr.backward(gy)
+    tol = dict(rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(y, yr.detach(), **tol)
+    torch.testing.assert_close(gx, xr.grad, **tol)
+    ref_params = list(ref.parameters())  # each shared tensor once
+    assert len(net.param()) == len(ref_params)
+    for (p, g), rp in zip(net.param(), ref_params):
+        torch.testing.assert_close(p, rp.detach(), rtol=0, atol=0)
+        torch.testing.assert_close(g, rp.grad, **tol)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_sgd_steps_a_shared_parameter_once(backend_name, kind):
+    net, ref = shared_nets(kind)
+    in_features = 3 if kind.startswith("relu") else 4
+    opt = dl.SGD(net, lr=0.1, momentum=0.9, weight_decay=0.01)
+    ref_opt = torch.optim.SGD(ref.parameters(), lr=0.1, momentum=0.9, weight_decay=0.01)
+    torch.manual_seed(13)
+    for step in range(3):
+        x = torch.randn(5, in_features, dtype=torch.float64)
+        net.forward(x)
+        net.backward(torch.ones(5, 4, dtype=torch.float64))
+        opt.step(zero_grad=step % 2 == 0)  # the fused zeroing and a separate zero_grad alike
+        if step % 2:
+            net.zero_grad()
+        ref_opt.zero_grad()
+        with torch.enable_grad():
+            ref(x).backward(torch.ones(5, 4, dtype=torch.float64))
+        ref_opt.step()
+    for (p, _), rp in zip(net.param(), ref.parameters()):
+        torch.testing.assert_close(p, rp.detach(), rtol=1e-12, atol=1e-12)
+
+
+def test_named_param_lists_a_shared_tensor_under_its_first_name():
+    a = dl.Linear(2, 2)
+    net = dl.Sequential(a, dl.ReLU(), a)
+    assert [name for name, _, _ in net.named_param()] == ["0.weight", "0.bias"]
+    assert list(net.state_dict()) == ["0.weight", "0.bias"]
+
+
+def test_reassigned_weights_reach_the_fused_path(backend_name):
+    torch.manual_seed(14)
+    a, b = dl.Linear(3, 5, dtype=torch.float64), dl.Linear(5, 2, dtype=torch.float64)
+    net = dl.Sequential(a, dl.Tanh(), b)
+    x = torch.randn(4, 3, dtype=torch.float64)
+    net.forward(x)
+    a.weight = torch.randn(5, 3, dtype=torch.float64)
+    b.bias = torch.randn(2, dtype=torch.float64)
+    a.grad_weight = torch.zeros(5, 3, dtype=torch.float64)
+    by_module = lambda: b.forward(dl.Tanh().forward(a.forward(x)))  # noqa: E731
+    # fused and module by module: the same products, summed in another order
+    torch.testing.assert_close(net.forward(x), by_module(), rtol=1e-12, atol=1e-14)
+    net.backward(torch.ones(4, 2, dtype=torch.float64))
+    assert a.grad_weight.abs().sum() > 0  # the new gradient tensor received the gradient
+    b.bias = b.grad_bias = None  # now the stack can't be fused: it runs module by module
+    torch.testing.assert_close(net.forward(x), by_module(), rtol=0, atol=0)
+    assert net.backward(torch.ones(4, 2, dtype=torch.float64)).shape == (4, 3)
