@@ -73,7 +73,7 @@ def train_round(seed, args, log):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--backend", choices=["auto", "cpp", "python"], default="auto")
-    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--epochs", type=int, default=100)
     p.add_argument("--batch-size", type=int, default=20)
     p.add_argument("--lr", type=float, default=0.1)
@@ -84,10 +84,18 @@ def main(argv=None):
     p.add_argument("--log-every", type=int, default=10, help="print the epoch's mean loss every N epochs")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     args = p.parse_args(argv)
-    for name in ("epochs", "batch_size", "rounds", "log_every"):
+    for name in ("epochs", "batch_size", "rounds", "log_every") + (("threads",) if args.threads is not None else ()):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
+    if not args.lr > 0 or not 0 <= args.momentum < 1:
+        p.error(f"expected --lr > 0 and 0 <= --momentum < 1, got --lr {args.lr} and --momentum {args.momentum}")
+    try:
+        device = torch.device(args.device)
+    except RuntimeError:
+        p.error(f"--device: expected cpu, cuda or cuda:N, got {args.device!r}")
+    if device.type not in ("cpu", "cuda"):
+        p.error(f"--device: expected cpu, cuda or cuda:N, got {args.device!r}")
+    if device.type == "cuda" and not torch.cuda.is_available():
         p.error("--device cuda: no CUDA device is available to torch")
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -98,7 +106,10 @@ def main(argv=None):
     train_errors, test_errors = [], []
     for r in range(args.rounds):
         start = time.perf_counter()
-        train_error, test_error = train_round(args.seed + r, args, log=args.rounds == 1)
+        try:
+            train_error, test_error = train_round(args.seed + r, args, log=args.rounds == 1)
+        except FloatingPointError as e:  # LossMSE's check: its hint names the API, ours the options
+            p.exit(1, f"round {r + 1}: {str(e).split(';')[0]}; lower --lr or --momentum\n")
         train_errors.append(train_error)
         test_errors.append(test_error)
         print(f"round {r + 1}/{args.rounds}: train error {train_error:.2f} %, test error {test_error:.2f} % "

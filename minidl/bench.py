@@ -573,6 +573,20 @@ def parse_args(argv):
         p.error(f"unknown sections {sorted(unknown)}; choose from {','.join(SECTIONS)}")
     if args.device == "cuda" and not torch.cuda.is_available():
         p.error("--device cuda: no CUDA device is available")
+    if args.threads is not None:
+        try:
+            args.threads = [int(t) for t in args.threads.split(",")]
+        except ValueError:
+            p.error(f"--threads: expected positive integers separated by commas, got {args.threads!r}")
+        if not args.threads or min(args.threads) < 1:
+            p.error(f"--threads: expected positive integers separated by commas, got {args.threads}")
+    for name in ("repeats", "target"):
+        if getattr(args, name) is not None and not getattr(args, name) > 0:
+            p.error(f"--{name} must be positive, got {getattr(args, name)}")
+    # The run takes minutes: a --json path that can't be written fails now, not after it.
+    folder = os.path.dirname(os.path.abspath(args.json))
+    if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
+        p.error(f"--json {args.json}: folder {folder} does not exist or is not writable")
     return args
 
 
@@ -585,10 +599,10 @@ def make_config(args):
         cfg["elementwise"] = cfg["elementwise"] + ([2 ** 26] if not args.smoke else [])
         cfg["threads"] = [1]
     if args.threads:
-        cfg["threads"] = [int(t) for t in args.threads.split(",")]
-    if args.repeats:
+        cfg["threads"] = args.threads
+    if args.repeats is not None:
         cfg["repeats"] = args.repeats
-    if args.target:
+    if args.target is not None:
         cfg["target"] = args.target
     return cfg
 

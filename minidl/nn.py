@@ -107,9 +107,15 @@ class Linear(Module):
         for name, value in (("in_features", in_features), ("out_features", out_features)):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"Linear: expected {name} to be a positive int, got {value!r}")
+        if dtype is not None and str(dtype) not in ("torch.float32", "torch.float64"):
+            raise TypeError(f"Linear: expected dtype float32 or float64 (what the kernels take), got {dtype}")
         self.in_features, self.out_features = in_features, out_features
         bound = 1.0 / math.sqrt(in_features)
-        self.weight = empty((out_features, in_features), device=device, dtype=dtype).uniform_(-bound, bound)
+        try:
+            self.weight = empty((out_features, in_features), device=device, dtype=dtype).uniform_(-bound, bound)
+        except (RuntimeError, TypeError, AssertionError) as e:  # torch asserts when built without CUDA
+            kind = TypeError if isinstance(e, TypeError) else RuntimeError
+            raise kind(f"Linear: cannot make parameters with device={device!r}, dtype={dtype!r}: {e}") from None
         self.grad_weight = empty(self.weight.shape, device=device, dtype=dtype).zero_()
         self.bias = self.grad_bias = None
         if bias:

@@ -20,6 +20,9 @@ class SGD:
             if p.shape != g.shape:
                 raise ValueError(f"SGD: parameter {i} has shape {list(p.shape)} but its gradient has "
                                  f"shape {list(g.shape)}")
+        for name, value in (("lr", lr), ("momentum", momentum), ("weight_decay", weight_decay)):
+            if not isinstance(value, (int, float)) or isinstance(value, bool):
+                raise TypeError(f"SGD: expected {name} to be a number, got {type(value).__name__} {value!r}")
         if not lr > 0:
             raise ValueError(f"SGD: expected lr > 0, got {lr!r}")
         if not momentum >= 0:

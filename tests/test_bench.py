@@ -131,10 +131,18 @@ def test_sections_option_in_process(tmp_path, capsys):
     assert "### train" in capsys.readouterr().out
 
 
-def test_bad_section_rejected():
+@pytest.mark.parametrize("argv,message", [
+    (["--sections", "nope"], "unknown sections ['nope']"),
+    (["--threads", "a"], "--threads: expected positive integers"),
+    (["--threads", "1,0"], "--threads: expected positive integers"),
+    (["--repeats", "0"], "--repeats must be positive, got 0"),
+    (["--target", "-1"], "--target must be positive"),
+    (["--json", "/nonexistent-minidl-folder/x.json"], "folder /nonexistent-minidl-folder does not exist"),
+])
+def test_bad_options_rejected_before_running(argv, message, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        load_bench().parse_args(["--sections", "nope"])
-    assert exit_info.value.code == 2
+        load_bench().parse_args(argv)
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
 
 
 def test_calibrate_does_not_trust_a_slow_first_call():

@@ -42,6 +42,11 @@ CASES = [
      ["Sequential", "ReLU", "position 1"]),
     ("sgd lr", lambda: dl.SGD(_linear().param(), lr=0), ValueError, ["SGD", "lr > 0", "0"]),
     ("sgd negative momentum", lambda: dl.SGD(_linear().param(), lr=0.1, momentum=-1), ValueError, ["momentum"]),
+    ("sgd lr not a number", lambda: dl.SGD(_linear().param(), lr="0.1"), TypeError, ["SGD", "lr", "number", "str"]),
+    ("linear integer dtype", lambda: dl.Linear(2, 3, dtype=torch.int64), TypeError,
+     ["Linear", "float32 or float64", "int64"]),
+    ("linear on a missing device", lambda: dl.Linear(2, 3, device="cuda:99" if torch.cuda.is_available() else "cuda"),
+     RuntimeError, ["Linear", "device='cuda"]),
     ("sgd not pairs", lambda: dl.SGD([torch.rand(3)], lr=0.1), TypeError, ["SGD", "pairs"]),
     ("unknown backend", lambda: dl.set_backend("fortran"), ValueError, ["set_backend", "fortran"]),
 ]

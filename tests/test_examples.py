@@ -43,7 +43,18 @@ def test_disk_rounds_are_reproducible(backend_name):
 
 
 @pytest.mark.parametrize("argv,message", [(["--epochs", "0"], "--epochs must be at least 1"),
+                                          (["--threads", "0"], "--threads must be at least 1"),
+                                          (["--lr", "-1"], "expected --lr > 0"),
+                                          (["--momentum", "2"], "0 <= --momentum < 1"),
+                                          (["--device", "gpu"], "expected cpu, cuda or cuda:N, got 'gpu'"),
                                           (["--backend", "java"], "invalid choice")])
 def test_disk_rejects_bad_options(argv, message):
     out = subprocess.run([sys.executable, str(EXAMPLES / "disk.py"), *argv], capture_output=True, text=True)
     assert out.returncode == 2 and message in out.stderr
+
+
+def test_disk_diverging_loss_names_the_options():
+    argv = ["--epochs", "3", "--lr", "50", "--momentum", "0.99"]
+    out = subprocess.run([sys.executable, str(EXAMPLES / "disk.py"), *argv], capture_output=True, text=True)
+    assert out.returncode == 1 and "round 1: LossMSE: the loss became" in out.stderr
+    assert "lower --lr or --momentum" in out.stderr and "Traceback" not in out.stderr

