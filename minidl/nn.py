@@ -14,7 +14,10 @@ _CHECKED = (RuntimeError, ValueError, TypeError)
 
 def _fail(module, method, error):
     """Re-raise a kernel's error with the module that called it in front."""
-    return type(error)(f"{module!r}.{method}: {error}")
+    message = str(error)
+    if "incompatible function arguments" in message:  # pybind11's, which goes on to print every tensor
+        message = message.split(" The following")[0] + " Expected torch.Tensor arguments."
+    return type(error)(f"{module!r}.{method}: {message}")
 
 
 class Module:

@@ -42,6 +42,7 @@ CASES = [
      ["Sequential", "ReLU", "position 1"]),
     ("sgd lr", lambda: dl.SGD(_linear().param(), lr=0), ValueError, ["SGD", "lr > 0", "0"]),
     ("sgd negative momentum", lambda: dl.SGD(_linear().param(), lr=0.1, momentum=-1), ValueError, ["momentum"]),
+    ("list input", lambda: _linear().forward([[1.0, 2.0]]), TypeError, ["Linear(2, 25", "forward", "Tensor"]),
     ("sgd lr not a number", lambda: dl.SGD(_linear().param(), lr="0.1"), TypeError, ["SGD", "lr", "number", "str"]),
     ("linear integer dtype", lambda: dl.Linear(2, 3, dtype=torch.int64), TypeError,
      ["Linear", "float32 or float64", "int64"]),

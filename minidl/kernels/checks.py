@@ -1,13 +1,24 @@
-"""Input checks of the Python and fake kernels: the twin of csrc/checks.h, with the same messages."""
+"""Input checks of the Python and fake kernels: the twin of csrc/checks.h, with the same messages
+(but dtypes as Python prints them: torch.float32 where C++ says Float)."""
+from torch import empty
+
 _FLOATS = ("torch.float32", "torch.float64")
+_TENSOR = type(empty(0))  # torch.Tensor, within the course rule of importing only torch.empty
+
+
+def _check_tensor(t, op, name):
+    if not isinstance(t, _TENSOR):
+        raise TypeError(f"{op}: expected {name} to be a torch.Tensor, got {type(t).__name__}")
 
 
 def check_float(t, op, name):
+    _check_tensor(t, op, name)
     if str(t.dtype) not in _FLOATS:
         raise TypeError(f"{op}: expected {name} to be float32 or float64, got {t.dtype}")
 
 
 def check_like(t, ref, op, name, ref_name):
+    _check_tensor(t, op, name)
     if t.device != ref.device:
         raise RuntimeError(f"{op}: expected {name} on {ref.device} like {ref_name}, got {t.device}")
     if t.dtype != ref.dtype:
