@@ -4,7 +4,7 @@
 // CPU and CUDA: matrix products through ATen; bias and activation fused into one pass on the
 // CPU, else through the registered minidl ops (the CUDA kernels).
 #include <ATen/ATen.h>
-#include <ATen/MemoryOverlap.h>
+#include <ATen/Parallel.h>
 #include <torch/library.h>
 
 #include <initializer_list>
@@ -43,9 +43,29 @@ at::Tensor activate_backward(const at::Tensor& grad, const at::Tensor& y, Activa
   return (act == Activation::Tanh ? tanh_op : relu_op).call(grad, y);
 }
 
-// grad_bias += grad.sum(0). ATen's sum adds in a cascade: adding row after row into a float32
-// sum would lose the small terms once the sum is large (a batch of 2e7 ones summed to 2^24).
-void add_column_sums_(at::Tensor& grad_bias, const at::Tensor& grad) { grad_bias.add_(grad.sum(0)); }
+// grad_bias += grad.sum(0). Up to kRowByRow rows, a direct loop adds the rows one after another,
+// as the small-layer loops and a GEMM's inner products do, without a temporary; beyond, ATen's sum
+// adds in a cascade: row after row, a float32 sum of 2e7 ones stops at 2^24 (2^24 + 1 rounds back).
+constexpr int64_t kRowByRow = 8192;
+
+void add_column_sums_(at::Tensor& grad_bias, const at::Tensor& grad) {
+  if (!(grad.is_cpu() && grad.is_contiguous() && grad_bias.is_contiguous()) || grad.size(0) > kRowByRow) {
+    grad_bias.add_(grad.sum(0));
+    return;
+  }
+  AT_DISPATCH_FLOATING_TYPES(grad.scalar_type(), "minidl_column_sums", [&] {
+    const scalar_t* g = grad.const_data_ptr<scalar_t>();
+    scalar_t* b = grad_bias.mutable_data_ptr<scalar_t>();
+    const int64_t rows = grad.size(0), cols = grad.size(1);
+    // Columns split across threads; each thread walks every row of its columns.
+    at::parallel_for(0, cols, std::max<int64_t>(1, 32768 / std::max<int64_t>(rows, 1)), [&](int64_t c0, int64_t c1) {
+      for (int64_t r = 0; r < rows; ++r) {
+        const scalar_t* row = g + r * cols;
+        for (int64_t c = c0; c < c1; ++c) b[c] += row[c];
+      }
+    });
+  });
+}
 
 bool all_contiguous(std::initializer_list<const at::Tensor*> ts) {
   for (const at::Tensor* t : ts)

@@ -69,8 +69,9 @@ void sgd_step_(at::TensorList params, at::TensorList grads, at::TensorList momen
   // Tensors the CPU loop can't take (other devices, other strides) step together through ATen's
   // _foreach ops, torch.optim.SGD's own arithmetic: on CUDA a few multi-tensor launches for the
   // whole list instead of a few per parameter. Not when parameters or gradients share memory (a
-  // layer used twice in a Sequential lists its parameter twice): then each entry steps in turn, so
-  // the second sees the first's update, as on the CPU loop and the Python fallback.
+  // list that names a tensor twice): then each entry steps in turn, so the second sees the first's
+  // update, as on the CPU loop and the Python fallback.
+  const at::NoGradGuard no_grad;  // the ATen paths update in place, as torch.optim does under no_grad
   c10::optional<bool> together;  // looked up only if some tensor misses the CPU loop
   std::vector<at::Tensor> other_p, other_g, other_v;
   for (size_t i = 0; i < params.size(); ++i) {

@@ -10,6 +10,7 @@ from torch import empty
 from . import backend as _backend
 
 _CHECKED = (RuntimeError, ValueError, TypeError)
+_TENSOR = type(empty(0))  # torch.Tensor, within the course rule of importing only torch.empty
 
 
 def _fail(module, method, error):
@@ -42,7 +43,7 @@ class Module:
         return []
 
     def state_dict(self):
-        """{name: parameter tensor} (the tensors themselves, not copies), as in torch.nn."""
+        """{name: parameter tensor} (the tensors themselves, not copies; a shared one under each name), as in torch.nn."""
         return {name: p for name, p, _ in self.named_param()}
 
     def load_state_dict(self, state_dict):
@@ -55,9 +56,11 @@ class Module:
         converted = {}  # every value converted before the first copy: a bad state_dict changes nothing
         for name, p in own.items():
             value = state_dict[name]
-            if list(getattr(value, "shape", [None])) != list(p.shape):
+            if not isinstance(value, _TENSOR):
+                raise TypeError(f"{self!r}.load_state_dict: {name} expected a torch.Tensor, got {type(value).__name__}")
+            if list(value.shape) != list(p.shape):
                 raise ValueError(f"{self!r}.load_state_dict: {name} expected shape {list(p.shape)}, "
-                                 f"got {list(value.shape) if hasattr(value, 'shape') else type(value).__name__}")
+                                 f"got {list(value.shape)}")
             try:
                 converted[name] = value.to(device=p.device, dtype=p.dtype, copy=True)
             except (RuntimeError, TypeError, NotImplementedError) as e:
@@ -85,15 +88,21 @@ class Module:
 
 
 class _Tensor:
-    """A Linear's tensor attribute (weight, bias, grad_weight, grad_bias). Assigning a new tensor to
-    one bumps Linear.generation: a fused Sequential, which keeps lists of these tensors, then builds
-    them again instead of going on with the old ones."""
+    """A Linear tensor attribute whose assignment bumps Linear.generation (fused Sequentials cache them)."""
+
+    keys = set()  # where instances keep these tensors: "_weight", ...
 
     def __set_name__(self, owner, name):
-        self.key = "_" + name
+        self.name, self.key = name, "_" + name
+        _Tensor.keys.add(self.key)
 
     def __get__(self, obj, objtype=None):
-        return self if obj is None else obj.__dict__[self.key]
+        if obj is None:
+            return self
+        try:
+            return obj.__dict__[self.key]
+        except KeyError:
+            raise AttributeError(f"{type(obj).__name__} has no {self.name} yet") from None
 
     def __set__(self, obj, value):
         obj.__dict__[self.key] = value
@@ -111,7 +120,7 @@ class Linear(Module):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"Linear: expected {name} to be a positive int, got {value!r}")
         if dtype is not None and str(dtype) not in ("torch.float32", "torch.float64"):
-            raise TypeError(f"Linear: expected dtype float32 or float64 (what the kernels take), got {dtype}")
+            raise TypeError(f"Linear: expected dtype float32 or float64 (what the kernels take), got {dtype!r}")
         self.in_features, self.out_features = in_features, out_features
         bound = 1.0 / math.sqrt(in_features)
         try:
@@ -188,6 +197,11 @@ class Tanh(_Activation):
     _forward, _backward = "tanh_forward", "tanh_backward"
 
 
+def _saved_state(module):
+    """A module's attributes but its parameter tensors: what its forward left there for its backward."""
+    return {k: v for k, v in module.__dict__.items() if k not in _Tensor.keys}
+
+
 def _tree(module):
     """The module and, for a Sequential, every module inside it."""
     yield module
@@ -203,7 +217,7 @@ class Sequential(Module):
     the whole stack runs as one fused kernel call each way (mlp_forward, mlp_backward): the same
     arithmetic as module by module, without a kernel call per module.
 
-    A module may appear more than once (a ReLU used twice, a Linear whose weights are shared): its
+    A module may appear more than once (a ReLU used twice, a Linear used at two places): its
     gradients then add up over its uses, and param() lists its parameters once, as torch.nn does.
     """
 
@@ -217,7 +231,7 @@ class Sequential(Module):
         self._input = self._outputs = self._states = None
         # A module used twice keeps in its attributes what only its last forward saved: the
         # module-by-module path then keeps each use's attributes and puts them back for its backward.
-        ids = [id(m) for m in modules for m in _tree(m)]
+        ids = [id(t) for m in modules for t in _tree(m)]
         self._reused = len(ids) != len(set(ids))
         self._stack()
 
@@ -240,7 +254,7 @@ class Sequential(Module):
         layers, i, mods = [], 0, self.modules
         while i < len(mods):
             lin = mods[i]
-            if type(lin) is not Linear or lin.bias is None:
+            if type(lin) is not Linear or lin.bias is None or lin.grad_bias is None:
                 return None
             act = mods[i + 1] if i + 1 < len(mods) and type(mods[i + 1]) in (ReLU, Tanh) else None
             layers.append((lin, act))
@@ -250,12 +264,14 @@ class Sequential(Module):
     def forward(self, input):
         layers = self._stack()
         if layers is None:
-            self._input, self._outputs, self._states = input, None, ([] if self._reused else None)
+            x, states = input, []
             for m in self.modules:
-                input = m.forward(input)
+                x = m.forward(x)
                 if self._reused:
-                    self._states.append([(t, dict(t.__dict__)) for t in _tree(m)])
-            return input
+                    states.append([(t, _saved_state(t)) for t in _tree(m)])
+            # Only once every module ran: a forward that raised leaves the last one's state alone.
+            self._input, self._outputs, self._states = input, None, (states if self._reused else None)
+            return x
         try:
             outputs = _backend.ops.mlp_forward(input, self._weights, self._biases, self._codes)
         except _CHECKED as e:
@@ -290,16 +306,16 @@ class Sequential(Module):
 
     def param(self):
         """Each (parameter, gradient) pair once, also when a module or a tensor is used more than once."""
-        return [pair for _, *pair in self.named_param()]
+        pairs = {}  # id(parameter) -> (name, parameter, gradient)
+        for name, p, g in self.named_param():
+            first = pairs.setdefault(id(p), (name, p, g))
+            if first[2] is not g:
+                raise ValueError(f"{self!r}.param: {name} is the tensor {first[0]} is, but with another gradient "
+                                 f"tensor; share the gradient too (e.g. b.grad_weight = a.grad_weight)")
+        return [(p, g) for _, p, g in pairs.values()]
 
     def named_param(self):
-        seen, out = set(), []
-        for i, m in enumerate(self.modules):
-            for name, p, g in m.named_param():
-                if id(p) not in seen:
-                    seen.add(id(p))
-                    out.append((f"{i}.{name}", p, g))
-        return out
+        return [(f"{i}.{name}", p, g) for i, m in enumerate(self.modules) for name, p, g in m.named_param()]
 
     def zero_grad(self):
         if self._stack() is None:

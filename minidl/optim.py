@@ -1,4 +1,6 @@
 """SGD with momentum and weight decay, step for step the same as torch.optim.SGD."""
+import numbers
+
 from torch import empty
 
 from . import backend as _backend
@@ -21,7 +23,7 @@ class SGD:
                 raise ValueError(f"SGD: parameter {i} has shape {list(p.shape)} but its gradient has "
                                  f"shape {list(g.shape)}")
         for name, value in (("lr", lr), ("momentum", momentum), ("weight_decay", weight_decay)):
-            if not isinstance(value, (int, float)) or isinstance(value, bool):
+            if not isinstance(value, numbers.Real) or isinstance(value, bool):
                 raise TypeError(f"SGD: expected {name} to be a number, got {type(value).__name__} {value!r}")
         if not lr > 0:
             raise ValueError(f"SGD: expected lr > 0, got {lr!r}")

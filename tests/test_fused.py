@@ -178,7 +178,7 @@ def test_sgd_zero_grads_equals_a_step_then_zero(ops, device, transposed):
 @pytest.mark.parametrize("transposed", [False, True])
 @pytest.mark.parametrize("zero_grads", [False, True])
 def test_sgd_repeated_parameter_steps_in_turn(device, transposed, zero_grads):
-    """A layer used twice lists its parameter twice: each entry steps in turn (the second sees the
+    """A list that names a parameter twice: each entry steps in turn (the second sees the
     first's update and, with zero_grads, the zeroed gradient), on every path of the kernel (the CPU
     loop; ATen one tensor at a time for strided or GPU tensors) exactly as the Python fallback."""
     require_cpp()
@@ -303,9 +303,16 @@ def test_inputs_that_require_grad_in_grad_mode(backend_name):
         z = lin.forward(x.clone().requires_grad_())
         lin.backward(torch.ones(10, 100, requires_grad=True))
         loss = dl.LossMSE().forward(y, torch.zeros_like(y))
+        opt = dl.SGD(net, lr=0.1, momentum=0.9)
+        opt.step()
+        strided = dl.SGD([(torch.ones(3, 4, requires_grad=True).t(), torch.ones(4, 3))], lr=0.1)
+        strided.step()  # the ATen path of sgd_step_ (strided), updating in place a view of a leaf
     torch.testing.assert_close(y, y_ref, rtol=0, atol=0)
     torch.testing.assert_close(gx, gx_ref, rtol=0, atol=0)
     assert z.shape == (10, 100) and loss.item() > 0
+    # and no torch graph behind any result or parameter (it would grow by a node per step)
+    for t in [y, gx, z, loss] + [t for m in (net, lin) for pair in m.param() for t in pair]:
+        assert t.grad_fn is None and not t.requires_grad
 
 
 @pytest.mark.parametrize("alias", ["grad_output", "input", "output", "weight"])

@@ -90,11 +90,53 @@ def test_sgd_steps_a_shared_parameter_once(backend_name, kind):
         torch.testing.assert_close(p, rp.detach(), rtol=1e-12, atol=1e-12)
 
 
-def test_named_param_lists_a_shared_tensor_under_its_first_name():
-    a = dl.Linear(2, 2)
-    net = dl.Sequential(a, dl.ReLU(), a)
-    assert [name for name, _, _ in net.named_param()] == ["0.weight", "0.bias"]
-    assert list(net.state_dict()) == ["0.weight", "0.bias"]
+def test_state_dict_names_a_shared_tensor_at_each_place_like_torch():
+    net, ref = shared_nets("block twice, nested")
+    assert list(net.state_dict()) == list(ref.state_dict())  # torch keeps every name of a shared tensor
+    assert len(net.param()) == len(list(ref.parameters())) == 3  # and lists the tensor once
+    net.load_state_dict({k: v.clone() for k, v in net.state_dict().items()})
+
+
+def test_a_weight_shared_without_its_gradient_is_refused():
+    a, b = dl.Linear(3, 3), dl.Linear(3, 3)
+    b.weight = a.weight  # but not b.grad_weight: its gradient would be lost
+    net = dl.Sequential(a, dl.Tanh(), b)
+    with pytest.raises(ValueError, match=r"param: 2.weight is the tensor 0.weight is, but with another gradient "
+                                         r"tensor; share the gradient too"):
+        net.param()
+    b.grad_weight = a.grad_weight
+    assert len(net.param()) == 3
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_tensors_assigned_between_forward_and_backward_are_kept(backend_name, kind):
+    """A reused stack puts back each use's saved state for its backward, but never a module's tensors."""
+    net, _ = shared_nets(kind)
+    in_features = 3 if kind.startswith("relu") else 4
+    net.forward(torch.randn(5, in_features, dtype=torch.float64))
+    lin = next(m for m in _leaves(net) if isinstance(m, dl.Linear))
+    new_grad = torch.zeros_like(lin.grad_weight)
+    lin.grad_weight = new_grad
+    net.backward(torch.ones(5, 4, dtype=torch.float64))
+    assert lin.grad_weight is new_grad and new_grad.abs().sum() > 0
+
+
+def test_forward_that_raises_leaves_the_last_good_forward(backend_name):
+    net, ref = shared_nets("relu twice, unfused")
+    x = torch.randn(6, 3, dtype=torch.float64)
+    net.forward(x)
+    with pytest.raises(ValueError, match="Linear"):
+        net.forward(torch.randn(6, 5, dtype=torch.float64))
+    gx = net.backward(torch.ones(6, 4, dtype=torch.float64))  # the gradient at x, as if the failed call never ran
+    xr = x.clone().requires_grad_()
+    with torch.enable_grad():
+        ref(xr).backward(torch.ones(6, 4, dtype=torch.float64))
+    torch.testing.assert_close(gx, xr.grad, rtol=1e-12, atol=1e-12)
+
+
+def _leaves(module):
+    for m in getattr(module, "modules", [module]):
+        yield from ([m] if not isinstance(m, dl.Sequential) else _leaves(m))
 
 
 def test_reassigned_weights_reach_the_fused_path(backend_name):

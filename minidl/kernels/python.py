@@ -5,9 +5,15 @@ from .checks import (check_elementwise_backward, check_float, check_linear_backw
                      check_mlp_backward, check_mse, check_sgd, check_stack)
 
 
+def _plain(t):
+    """t without its autograd history: minidl never records a graph (the C++ kernels run under NoGradGuard)."""
+    return t.detach() if t.requires_grad else t
+
+
 def linear_forward(input, weight, bias):
     """y = input @ weight.T + bias."""
     check_linear_forward(input, weight, bias)
+    input = _plain(input)
     if bias is None:
         return input.mm(weight.t())
     return bias.addmm(input, weight.t())
@@ -16,6 +22,7 @@ def linear_forward(input, weight, bias):
 def linear_backward(grad_output, input, weight, grad_weight, grad_bias):
     """Return grad_input; add the weight and bias gradients into grad_weight and grad_bias."""
     check_linear_backward(grad_output, input, weight, grad_weight, grad_bias)
+    grad_output, input = _plain(grad_output), _plain(input)
     grad_weight.addmm_(grad_output.t(), input)
     if grad_bias is not None:
         grad_bias.add_(grad_output.sum(0))
@@ -25,31 +32,31 @@ def linear_backward(grad_output, input, weight, grad_weight, grad_bias):
 def tanh_forward(input):
     """y = tanh(input)."""
     check_float(input, "minidl.tanh_forward", "input")
-    return input.tanh()
+    return _plain(input).tanh()
 
 
 def tanh_backward(grad_output, output):
     """grad_output * (1 - y^2), from the saved output y."""
     check_elementwise_backward(grad_output, output, "minidl.tanh_backward")
-    return output.mul(output).neg_().add_(1).mul_(grad_output)
+    return output.mul(output).neg_().add_(1).mul_(_plain(grad_output))
 
 
 def relu_forward(input):
     """y = max(input, 0); NaN stays NaN."""
     check_float(input, "minidl.relu_forward", "input")
-    return input.clamp(min=0)
+    return _plain(input).clamp(min=0)
 
 
 def relu_backward(grad_output, output):
     """grad_output where y > 0, else 0 (where y is NaN the gradient passes, as in torch)."""
     check_elementwise_backward(grad_output, output, "minidl.relu_backward")
-    return grad_output.masked_fill(output.le(0), 0)
+    return _plain(grad_output).masked_fill(output.le(0), 0)
 
 
 def mlp_forward(input, weights, biases, activations):
     """A stack of Linear layers, each followed by an activation (0 none, 1 relu, 2 tanh); every layer's output."""
     check_stack(input, weights, biases, activations, "minidl.mlp_forward")
-    outputs, x = [], input
+    outputs, x = [], _plain(input)
     for w, b, a in zip(weights, biases, activations):
         x = b.addmm(x, w.t())
         if a == 1:
@@ -63,7 +70,7 @@ def mlp_forward(input, weights, biases, activations):
 def mlp_backward(grad_output, input, outputs, weights, grad_weights, grad_biases, activations, grad_input):
     """Add every layer's gradients into grad_weights and grad_biases; write the input's into grad_input (if not None)."""
     check_mlp_backward(grad_output, input, outputs, weights, grad_weights, grad_biases, activations, grad_input)
-    g = grad_output
+    g, input = _plain(grad_output), _plain(input)
     for k in reversed(range(len(weights))):
         y, a = outputs[k], activations[k]
         if a == 1:
@@ -81,7 +88,7 @@ def mlp_backward(grad_output, input, outputs, weights, grad_weights, grad_biases
 def mse_forward(output, target):
     """(mean((output - target)^2), 2 (output - target) / numel)."""
     check_mse(output, target)
-    diff = output.sub(target)
+    diff = _plain(output).sub(_plain(target))
     loss = diff.square().mean()
     return loss, diff.mul_(2.0 / max(diff.numel(), 1))
 
@@ -91,6 +98,7 @@ def sgd_step_(params, grads, momentum_buffers, lr, momentum, weight_decay, zero_
     zero_grads: then set each gradient to zero."""
     check_sgd(params, grads, momentum_buffers, momentum, zero_grads)
     for i, (p, g) in enumerate(zip(params, grads)):
+        p, g = _plain(p), _plain(g)  # in place through a detached view, as torch.optim under no_grad
         d = g.add(p, alpha=weight_decay) if weight_decay else g
         if momentum:
             d = momentum_buffers[i].mul_(momentum).add_(d)
