@@ -44,8 +44,8 @@ at::Tensor activate_backward(const at::Tensor& grad, const at::Tensor& y, Activa
 }
 
 // grad_bias += grad.sum(0). Up to kRowByRow rows, a direct loop adds the rows one after another,
-// as the small-layer loops and a GEMM's inner products do, without a temporary; beyond, ATen's sum
-// adds in a cascade: row after row, a float32 sum of 2e7 ones stops at 2^24 (2^24 + 1 rounds back).
+// as the small-layer loops and a GEMM's inner products do, without a temporary. Beyond, ATen's sum,
+// which adds in a cascade: row after row, a float32 sum of 2e7 ones would stop at 2^24.
 constexpr int64_t kRowByRow = 8192;
 
 void add_column_sums_(at::Tensor& grad_bias, const at::Tensor& grad) {
@@ -57,7 +57,8 @@ void add_column_sums_(at::Tensor& grad_bias, const at::Tensor& grad) {
     const scalar_t* g = grad.const_data_ptr<scalar_t>();
     scalar_t* b = grad_bias.mutable_data_ptr<scalar_t>();
     const int64_t rows = grad.size(0), cols = grad.size(1);
-    // Columns split across threads; each thread walks every row of its columns.
+    // Columns split across threads, each thread walking every row of its columns; a task gets about
+    // 32K elements (kGrain in activations.cpp): fewer cost more in threading than they save.
     at::parallel_for(0, cols, std::max<int64_t>(1, 32768 / std::max<int64_t>(rows, 1)), [&](int64_t c0, int64_t c1) {
       for (int64_t r = 0; r < rows; ++r) {
         const scalar_t* row = g + r * cols;

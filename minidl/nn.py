@@ -43,7 +43,7 @@ class Module:
         return []
 
     def state_dict(self):
-        """{name: parameter tensor} (the tensors themselves, not copies; a shared one under each name), as in torch.nn."""
+        """{name: parameter tensor}: the tensors themselves, a shared one under each of its names, as in torch.nn."""
         return {name: p for name, p, _ in self.named_param()}
 
     def load_state_dict(self, state_dict):
@@ -66,7 +66,7 @@ class Module:
             except (RuntimeError, TypeError, NotImplementedError) as e:
                 raise type(e)(f"{self!r}.load_state_dict: {name}: {e}") from None
         for name, p in own.items():
-            p.copy_(converted[name])
+            p.detach().copy_(converted[name])  # detached: also for a parameter that requires grad
 
     def to(self, device=None, dtype=None):
         """Move parameters and gradients in place (optimizers keep seeing the same tensors); returns self."""
@@ -263,13 +263,13 @@ class Sequential(Module):
 
     def forward(self, input):
         layers = self._stack()
+        self._input = None  # until this forward succeeds: a backward after a failed one raises
         if layers is None:
             x, states = input, []
             for m in self.modules:
                 x = m.forward(x)
                 if self._reused:
                     states.append([(t, _saved_state(t)) for t in _tree(m)])
-            # Only once every module ran: a forward that raised leaves the last one's state alone.
             self._input, self._outputs, self._states = input, None, (states if self._reused else None)
             return x
         try:
@@ -310,11 +310,12 @@ class Sequential(Module):
         for name, p, g in self.named_param():
             first = pairs.setdefault(id(p), (name, p, g))
             if first[2] is not g:
-                raise ValueError(f"{self!r}.param: {name} is the tensor {first[0]} is, but with another gradient "
-                                 f"tensor; share the gradient too (e.g. b.grad_weight = a.grad_weight)")
+                raise ValueError(f"{self!r}.param: {name} shares {first[0]}'s tensor but not its gradient; "
+                                 f"share the gradient too (e.g. b.grad_weight = a.grad_weight)")
         return [(p, g) for _, p, g in pairs.values()]
 
     def named_param(self):
+        """Every module's triples, a shared tensor under each of its names (torch's state_dict keeps them too)."""
         return [(f"{i}.{name}", p, g) for i, m in enumerate(self.modules) for name, p, g in m.named_param()]
 
     def zero_grad(self):

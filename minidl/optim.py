@@ -31,7 +31,7 @@ class SGD:
             raise ValueError(f"SGD: expected momentum >= 0, got {momentum!r}")
         if not weight_decay >= 0:
             raise ValueError(f"SGD: expected weight_decay >= 0, got {weight_decay!r}")
-        self.lr, self.momentum, self.weight_decay = lr, momentum, weight_decay
+        self.lr, self.momentum, self.weight_decay = float(lr), float(momentum), float(weight_decay)
         self._tensors = [p for p, _ in self.params]
         self._grads = [g for _, g in self.params]
         self.buffers = []  # momentum buffers, made at the first step (after any Module.to)

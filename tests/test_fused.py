@@ -315,6 +315,25 @@ def test_inputs_that_require_grad_in_grad_mode(backend_name):
         assert t.grad_fn is None and not t.requires_grad
 
 
+@pytest.mark.parametrize("fused", [True, False])
+def test_parameters_that_require_grad_in_grad_mode(backend_name, fused):
+    """Parameters that require grad (torch Parameters assigned to a Linear, say) train without a graph."""
+    torch.manual_seed(23)
+    net = dl.Sequential(dl.Linear(4, 3), dl.Tanh(), dl.Linear(3, 2, bias=fused))
+    for p, _ in net.param():
+        p.requires_grad_()
+    opt = dl.SGD(net, lr=0.1, momentum=0.9)
+    with torch.enable_grad():
+        for _ in range(3):
+            y = net.forward(torch.randn(5, 4))
+            gx = net.backward(torch.ones(5, 2))
+            opt.step(zero_grad=True)
+        net.load_state_dict({k: v.detach().clone() for k, v in net.state_dict().items()})
+    assert y.grad_fn is None and gx.grad_fn is None
+    for p, g in net.param():
+        assert p.grad_fn is None and p.requires_grad and g.grad_fn is None
+
+
 @pytest.mark.parametrize("alias", ["grad_output", "input", "output", "weight"])
 def test_mlp_backward_refuses_a_grad_input_that_shares_memory(ops, alias):
     torch.manual_seed(22)

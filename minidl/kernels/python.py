@@ -13,7 +13,7 @@ def _plain(t):
 def linear_forward(input, weight, bias):
     """y = input @ weight.T + bias."""
     check_linear_forward(input, weight, bias)
-    input = _plain(input)
+    input, weight, bias = _plain(input), _plain(weight), (None if bias is None else _plain(bias))
     if bias is None:
         return input.mm(weight.t())
     return bias.addmm(input, weight.t())
@@ -22,7 +22,8 @@ def linear_forward(input, weight, bias):
 def linear_backward(grad_output, input, weight, grad_weight, grad_bias):
     """Return grad_input; add the weight and bias gradients into grad_weight and grad_bias."""
     check_linear_backward(grad_output, input, weight, grad_weight, grad_bias)
-    grad_output, input = _plain(grad_output), _plain(input)
+    grad_output, input, weight = _plain(grad_output), _plain(input), _plain(weight)
+    grad_weight, grad_bias = _plain(grad_weight), (None if grad_bias is None else _plain(grad_bias))
     grad_weight.addmm_(grad_output.t(), input)
     if grad_bias is not None:
         grad_bias.add_(grad_output.sum(0))
@@ -38,6 +39,7 @@ def tanh_forward(input):
 def tanh_backward(grad_output, output):
     """grad_output * (1 - y^2), from the saved output y."""
     check_elementwise_backward(grad_output, output, "minidl.tanh_backward")
+    output = _plain(output)
     return output.mul(output).neg_().add_(1).mul_(_plain(grad_output))
 
 
@@ -50,13 +52,14 @@ def relu_forward(input):
 def relu_backward(grad_output, output):
     """grad_output where y > 0, else 0 (where y is NaN the gradient passes, as in torch)."""
     check_elementwise_backward(grad_output, output, "minidl.relu_backward")
-    return _plain(grad_output).masked_fill(output.le(0), 0)
+    return _plain(grad_output).masked_fill(_plain(output).le(0), 0)
 
 
 def mlp_forward(input, weights, biases, activations):
     """A stack of Linear layers, each followed by an activation (0 none, 1 relu, 2 tanh); every layer's output."""
     check_stack(input, weights, biases, activations, "minidl.mlp_forward")
     outputs, x = [], _plain(input)
+    weights, biases = [_plain(w) for w in weights], [_plain(b) for b in biases]
     for w, b, a in zip(weights, biases, activations):
         x = b.addmm(x, w.t())
         if a == 1:
@@ -68,9 +71,12 @@ def mlp_forward(input, weights, biases, activations):
 
 
 def mlp_backward(grad_output, input, outputs, weights, grad_weights, grad_biases, activations, grad_input):
-    """Add every layer's gradients into grad_weights and grad_biases; write the input's into grad_input (if not None)."""
+    """Add every layer's gradients into grad_weights and grad_biases; write the input's into grad_input if given."""
     check_mlp_backward(grad_output, input, outputs, weights, grad_weights, grad_biases, activations, grad_input)
     g, input = _plain(grad_output), _plain(input)
+    outputs, weights = [_plain(y) for y in outputs], [_plain(w) for w in weights]
+    grad_weights, grad_biases = [_plain(t) for t in grad_weights], [_plain(t) for t in grad_biases]
+    grad_input = None if grad_input is None else _plain(grad_input)
     for k in reversed(range(len(weights))):
         y, a = outputs[k], activations[k]
         if a == 1:
@@ -101,7 +107,7 @@ def sgd_step_(params, grads, momentum_buffers, lr, momentum, weight_decay, zero_
         p, g = _plain(p), _plain(g)  # in place through a detached view, as torch.optim under no_grad
         d = g.add(p, alpha=weight_decay) if weight_decay else g
         if momentum:
-            d = momentum_buffers[i].mul_(momentum).add_(d)
+            d = _plain(momentum_buffers[i]).mul_(momentum).add_(d)
         p.add_(d, alpha=-lr)
         if zero_grads:
             g.zero_()
@@ -110,4 +116,4 @@ def sgd_step_(params, grads, momentum_buffers, lr, momentum, weight_decay, zero_
 def zero_(tensors):
     """Set every tensor to zero."""
     for t in tensors:
-        t.zero_()
+        _plain(t).zero_()
