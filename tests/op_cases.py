@@ -14,6 +14,15 @@ def linear_reference(x, w, b, gy):
     return y, x.grad, w.grad, (None if b is None else b.grad)
 
 
+def autograd_reference(fn, x, gy):
+    """fn(x) and its gradient with respect to x for the upstream gradient gy, by torch autograd."""
+    xr = x.clone().requires_grad_()
+    with torch.enable_grad():
+        y = fn(xr)
+        y.backward(gy)
+    return y.detach(), xr.grad
+
+
 def op_cases(device):
     """(op name, args): every op, float32 and float64, the arguments opcheck and the direct-call tests run."""
     torch.manual_seed(3)
