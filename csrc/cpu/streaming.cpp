@@ -57,10 +57,6 @@ int parse_isa(const std::string& name) {
   return kNone;  // not reached: the check throws
 }
 
-// Each loop: scalar elements up to the first aligned vector, aligned streaming vector stores,
-// scalar tail, then a fence, so that the weakly ordered stores are visible before the caller
-// (or at::parallel_for's join) goes on. The vector bodies are the scalar formulas one operation
-// at a time, so every element gets the same bits on either path.
 #ifdef MINIDL_STREAMING_X86
 
 // How many elements to write one by one before out + head is `bytes`-aligned: streaming stores
@@ -72,84 +68,68 @@ int64_t unaligned_head(const float* out, int64_t n, uintptr_t bytes) {
   return head < n ? head : n;
 }
 
+// The shape of every loop below: scalar(k) writes element k with a normal store, before the first
+// aligned vector and after the last whole one; vector(i) writes kLanes elements from i with one
+// streaming store. The fence makes those weakly ordered stores visible before the caller (or
+// at::parallel_for's join) goes on. Each vector body is its scalar formula one operation at a
+// time, so every element gets the same bits on either path. (A lambda does not inherit its
+// function's target attribute: the vector lambdas name theirs.)
+template <int kLanes, typename Scalar, typename Vector>
+MINIDL_INLINE void streaming_loop(Isa isa, float* out, int64_t n, Scalar scalar, Vector vector) {
+  count_loop(isa);
+  int64_t i = unaligned_head(out, n, kLanes * sizeof(float));
+  for (int64_t k = 0; k < i; ++k) scalar(k);
+  for (; i + kLanes <= n; i += kLanes) vector(i);
+  for (; i < n; ++i) scalar(i);
+  _mm_sfence();
+}
+
 MINIDL_AVX512 void relu_avx512(const float* x, float* out, int64_t n) {
-  count_loop(kAvx512);
-  int64_t i = unaligned_head(out, n, 64);
-  for (int64_t k = 0; k < i; ++k) out[k] = relu_value(x[k]);
-  for (; i + 16 <= n; i += 16) {
+  streaming_loop<16>(kAvx512, out, n, [&](int64_t k) { out[k] = relu_value(x[k]); }, [&](int64_t i) MINIDL_AVX512 {
     const __m512 v = _mm512_loadu_ps(x + i);
     const __mmask16 negative = _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_LT_OQ);  // false for NaN
     _mm512_stream_ps(out + i, _mm512_maskz_mov_ps(static_cast<__mmask16>(~negative), v));
-  }
-  for (; i < n; ++i) out[i] = relu_value(x[i]);
-  _mm_sfence();
+  });
 }
 
 MINIDL_AVX512 void relu_backward_avx512(const float* g, const float* y, float* out, int64_t n) {
-  count_loop(kAvx512);
-  int64_t i = unaligned_head(out, n, 64);
-  for (int64_t k = 0; k < i; ++k) out[k] = relu_grad(g[k], y[k]);
-  for (; i + 16 <= n; i += 16) {
+  streaming_loop<16>(kAvx512, out, n, [&](int64_t k) { out[k] = relu_grad(g[k], y[k]); }, [&](int64_t i) MINIDL_AVX512 {
     const __mmask16 blocked = _mm512_cmp_ps_mask(_mm512_loadu_ps(y + i), _mm512_setzero_ps(), _CMP_LE_OQ);
     _mm512_stream_ps(out + i, _mm512_maskz_mov_ps(static_cast<__mmask16>(~blocked), _mm512_loadu_ps(g + i)));
-  }
-  for (; i < n; ++i) out[i] = relu_grad(g[i], y[i]);
-  _mm_sfence();
+  });
 }
 
 MINIDL_AVX512 void tanh_backward_avx512(const float* g, const float* y, float* out, int64_t n) {
-  count_loop(kAvx512);
-  int64_t i = unaligned_head(out, n, 64);
-  for (int64_t k = 0; k < i; ++k) out[k] = tanh_grad(g[k], y[k]);
-  const __m512 one = _mm512_set1_ps(1.0f);
-  for (; i + 16 <= n; i += 16) {
+  streaming_loop<16>(kAvx512, out, n, [&](int64_t k) { out[k] = tanh_grad(g[k], y[k]); }, [&](int64_t i) MINIDL_AVX512 {
     const __m512 yv = _mm512_loadu_ps(y + i);
-    const __m512 slope = _mm512_sub_ps(one, _mm512_mul_ps(yv, yv));
+    const __m512 slope = _mm512_sub_ps(_mm512_set1_ps(1.0f), _mm512_mul_ps(yv, yv));
     _mm512_stream_ps(out + i, _mm512_mul_ps(_mm512_loadu_ps(g + i), slope));
-  }
-  for (; i < n; ++i) out[i] = tanh_grad(g[i], y[i]);
-  _mm_sfence();
+  });
 }
 
 // The "avx2" loops need only AVX instructions; they are named after the level clones.h targets.
 // AVX has no mask registers: a compare gives all-ones lanes, and andnot keeps the others.
 MINIDL_AVX2 void relu_avx2(const float* x, float* out, int64_t n) {
-  count_loop(kAvx2);
-  int64_t i = unaligned_head(out, n, 32);
-  for (int64_t k = 0; k < i; ++k) out[k] = relu_value(x[k]);
-  for (; i + 8 <= n; i += 8) {
+  streaming_loop<8>(kAvx2, out, n, [&](int64_t k) { out[k] = relu_value(x[k]); }, [&](int64_t i) MINIDL_AVX2 {
     const __m256 v = _mm256_loadu_ps(x + i);
     const __m256 negative = _mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_LT_OQ);
     _mm256_stream_ps(out + i, _mm256_andnot_ps(negative, v));
-  }
-  for (; i < n; ++i) out[i] = relu_value(x[i]);
-  _mm_sfence();
+  });
 }
 
 MINIDL_AVX2 void relu_backward_avx2(const float* g, const float* y, float* out, int64_t n) {
-  count_loop(kAvx2);
-  int64_t i = unaligned_head(out, n, 32);
-  for (int64_t k = 0; k < i; ++k) out[k] = relu_grad(g[k], y[k]);
-  for (; i + 8 <= n; i += 8) {
+  streaming_loop<8>(kAvx2, out, n, [&](int64_t k) { out[k] = relu_grad(g[k], y[k]); }, [&](int64_t i) MINIDL_AVX2 {
     const __m256 blocked = _mm256_cmp_ps(_mm256_loadu_ps(y + i), _mm256_setzero_ps(), _CMP_LE_OQ);
     _mm256_stream_ps(out + i, _mm256_andnot_ps(blocked, _mm256_loadu_ps(g + i)));
-  }
-  for (; i < n; ++i) out[i] = relu_grad(g[i], y[i]);
-  _mm_sfence();
+  });
 }
 
 MINIDL_AVX2 void tanh_backward_avx2(const float* g, const float* y, float* out, int64_t n) {
-  count_loop(kAvx2);
-  int64_t i = unaligned_head(out, n, 32);
-  for (int64_t k = 0; k < i; ++k) out[k] = tanh_grad(g[k], y[k]);
-  const __m256 one = _mm256_set1_ps(1.0f);
-  for (; i + 8 <= n; i += 8) {
+  streaming_loop<8>(kAvx2, out, n, [&](int64_t k) { out[k] = tanh_grad(g[k], y[k]); }, [&](int64_t i) MINIDL_AVX2 {
     const __m256 yv = _mm256_loadu_ps(y + i);
-    const __m256 slope = _mm256_sub_ps(one, _mm256_mul_ps(yv, yv));
+    const __m256 slope = _mm256_sub_ps(_mm256_set1_ps(1.0f), _mm256_mul_ps(yv, yv));
     _mm256_stream_ps(out + i, _mm256_mul_ps(_mm256_loadu_ps(g + i), slope));
-  }
-  for (; i < n; ++i) out[i] = tanh_grad(g[i], y[i]);
-  _mm_sfence();
+  });
 }
 
 #endif  // MINIDL_STREAMING_X86
