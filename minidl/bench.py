@@ -295,9 +295,32 @@ def torch_step_fn(net, x, t):
     return step
 
 
+def matmuls_fn(sizes, batch, device):
+    """Only the matrix products of a training step, each through torch.mm or addmm_ in the shapes and
+    layouts of minidl's step: y = x @ W.T forward, gW += g.T @ x and gx = g @ W backward (the first
+    layer's gx left out), into preallocated tensors. What BLAS alone allows the step on this machine."""
+    pairs = list(zip(sizes[:-1], sizes[1:]))
+    xs = [torch.rand(batch, n_in, device=device) for n_in, _ in pairs]
+    ws = [torch.randn(n_out, n_in, device=device) for n_in, n_out in pairs]
+    gws = [torch.zeros_like(w) for w in ws]
+    ys = [torch.empty(batch, n_out, device=device) for _, n_out in pairs]
+    gs = [torch.randn(batch, n_out, device=device) for _, n_out in pairs]
+    gxs = [torch.empty_like(x) for x in xs]
+
+    def run():
+        for x, w, y in zip(xs, ws, ys):
+            torch.mm(x, w.t(), out=y)
+        for k in reversed(range(len(pairs))):
+            gws[k].addmm_(gs[k].t(), xs[k])
+            if k > 0:
+                torch.mm(gs[k], ws[k], out=gxs[k])
+    return run
+
+
 def train_variants(sizes, batch, device, seed=0, without_update=False):
     """Training-step variants (minidl cpp, minidl python, torch) from the same initial weights; with
-    without_update, also "cpp fwd+bwd" (the cpp step without its SGD update) where the extension loads."""
+    without_update, also "cpp fwd+bwd" (the cpp step without its SGD update) where the extension loads,
+    and "matmuls alone" (the step's matrix products and nothing else, see matmuls_fn)."""
     x, t = torch.rand(batch, sizes[0], device=device), torch.rand(batch, sizes[-1], device=device)
     variants = []
     names = [name for name, _ in kernel_modules()]
@@ -306,6 +329,8 @@ def train_variants(sizes, batch, device, seed=0, without_update=False):
     if without_update and "cpp" in names:
         variants.append(Variant("cpp fwd+bwd", minidl_step_fn(build_minidl_net(sizes, device, seed), x, t, update=False),
                                 backend="cpp"))
+    if without_update:
+        variants.append(Variant("matmuls alone", matmuls_fn(sizes, batch, device)))
     variants.append(Variant("torch", torch_step_fn(torch_copy(build_minidl_net(sizes, device, seed)), x, t),
                             grad=True))
     return variants
@@ -504,6 +529,8 @@ def tables(section, recs, threads, device):
     head = "Training step (forward, MSE loss, backward, SGD momentum step)"
     if any(r["variant"] == "cpp fwd+bwd" for r in recs):
         head += "; cpp fwd+bwd: the cpp step without its SGD update"
+    if any(r["variant"] == "matmuls alone" for r in recs):
+        head += "; matmuls alone: only the step's matrix products (torch.mm), the most BLAS allows"
     return title + f"\n{head}\n\n" + md_table(
         ["net", "batch", "variant", "median", "spread", "steps/s", "GFLOP/s", "% GEMM peak", "× vs torch"],
         [(r["net"], r["batch"], r["variant"], fmt_time(r["median_s"]), spread(r), f"{1 / r['median_s']:.0f}",

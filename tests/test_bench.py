@@ -69,7 +69,9 @@ def test_every_variant_timed_with_a_speedup(smoke):
         cases = {(r["case"], r["threads"]) for r in recs}
         for case in cases:
             variants = {r["variant"]: r for r in recs if (r["case"], r["threads"]) == case}
-            extra = {"cpp fwd+bwd"} if section == "mlp" and backend.cpp_available() else set()
+            extra = set()
+            if section == "mlp":
+                extra = {"matmuls alone"} | ({"cpp fwd+bwd"} if backend.cpp_available() else set())
             assert set(variants) == expected_variants() | extra, case
             assert variants["torch"]["x_vs_torch"] == pytest.approx(1.0)
             assert all(r["x_vs_torch"] > 0 for r in variants.values())
@@ -158,3 +160,21 @@ def test_calibrate_does_not_trust_a_slow_first_call():
 
     assert calibrate(fn, target=0.05, sync=lambda: None) > 100
     assert calibrate(lambda: time.sleep(0.06), target=0.05, sync=lambda: None) == 1
+
+
+@pytest.mark.parametrize("sizes,batch", [((784, 1024, 1024, 10), 4), ((2, 25, 25, 25, 2), 7)])
+def test_step_flops_count_what_torch_and_the_matmuls_variant_multiply(sizes, batch):
+    """step_flops, the "matmuls alone" variant and torch's own training step (whose input needs no
+    gradient) all count the same matrix products, as torch's FlopCounterMode sees them."""
+    from torch.utils.flop_counter import FlopCounterMode
+    bench = load_bench()
+    torch_step = bench.torch_step_fn(bench.torch_copy(bench.build_minidl_net(sizes, "cpu", 0)),
+                                     torch.rand(batch, sizes[0]), torch.rand(batch, sizes[-1]))
+    # FlopCounterMode has formulas for addmm, not for the in-place addmm_ that accumulates a gradient.
+    addmm_ = {torch.ops.aten.addmm_: lambda c, a, b, out_shape=None, **_: 2 * a[0] * a[1] * b[1]}
+    counted = []
+    for fn, grad in ((bench.matmuls_fn(sizes, batch, "cpu"), False), (torch_step, True)):
+        with torch.set_grad_enabled(grad), FlopCounterMode(display=False, custom_mapping=addmm_) as counter:
+            fn()
+        counted.append(counter.get_total_flops())
+    assert counted == [bench.step_flops(sizes, batch)] * 2
