@@ -178,3 +178,20 @@ def test_step_flops_count_what_torch_and_the_matmuls_variant_multiply(sizes, bat
             fn()
         counted.append(counter.get_total_flops())
     assert counted == [bench.step_flops(sizes, batch)] * 2
+
+
+def test_update_idle_cost_tool(tmp_path):
+    tool = BENCH.parents[1] / "tools" / "update_idle_cost.py"
+    out = tmp_path / "idle.json"
+    run = subprocess.run([sys.executable, str(tool), "--gaps", "0", "1", "--repeats", "2", "--rounds", "1",
+                          "--json", str(out)], env=ENV, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    rows = [line.split("|") for line in run.stdout.splitlines() if line[:3] in ("| 0", "| 1")]
+    assert [row[1].strip() for row in rows] == ["0", "1"], run.stdout
+    data = json.loads(out.read_text())
+    n_params = sum(a * b + b for a, b in zip((784, 1024, 1024), (1024, 1024, 10)))
+    assert data["bytes"] == 5 * 4 * n_params  # p and v read and written, g read
+    assert {g: len(ts) for g, ts in data["times_s"].items()} == {"0.0": 2, "1.0": 2}
+    bad = subprocess.run([sys.executable, str(tool), "--repeats", "0"], env=ENV, capture_output=True, text=True,
+                         timeout=60)
+    assert bad.returncode == 2 and "--repeats, --rounds and --threads must be positive" in bad.stderr
