@@ -7,7 +7,8 @@
 
 Sections: ceilings (GEMM and copy), calls (one cpp op call through torch.ops.minidl vs through
 minidl._C.direct, the per-call cost that small networks pay), ops (each op forward + backward),
-train (the disk network's training step), mlp (an MLP 784-1024-1024-10's training step).
+train (the disk network's training step), mlp (an MLP 784-1024-1024-10's training step, beside the
+same step without its SGD update and the step's matrix products alone).
 
 Method. Every measurement is a perf_counter loop of `inner` calls (chosen so that one loop lasts
 about `--target` seconds) after a warm-up; it is repeated, and the median is reported. The
@@ -530,7 +531,7 @@ def tables(section, recs, threads, device):
     if any(r["variant"] == "cpp fwd+bwd" for r in recs):
         head += "; cpp fwd+bwd: the cpp step without its SGD update"
     if any(r["variant"] == "matmuls alone" for r in recs):
-        head += "; matmuls alone: only the step's matrix products (torch.mm), the most BLAS allows"
+        head += "; matmuls alone: only the step's matrix products, through torch.mm"
     return title + f"\n{head}\n\n" + md_table(
         ["net", "batch", "variant", "median", "spread", "steps/s", "GFLOP/s", "% GEMM peak", "× vs torch"],
         [(r["net"], r["batch"], r["variant"], fmt_time(r["median_s"]), spread(r), f"{1 / r['median_s']:.0f}",

@@ -73,8 +73,7 @@ def main(argv=None):
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"bytes": nbytes, "threads": args.threads, "repeats": args.repeats, "rounds": args.rounds,
-                   "times_s": {str(g): ts for g, ts in times.items()}},
-                      f, indent=1)
+                       "times_s": {str(g): ts for g, ts in times.items()}}, f, indent=1)
     return 0
 
 
