@@ -146,12 +146,16 @@ void mlp_backward(const at::Tensor& grad_output, const at::Tensor& input, at::Te
   if (grad_input.has_value()) {
     check_like(*grad_input, weights[0], op, "grad_input", "the first weight");
     check_shape(*grad_input, input.sizes(), op, "grad_input");
-    // grad_input is written last, but a tensor it shares memory with may still be read after it.
+    // grad_input is written last, but a tensor it shares memory with may still be read after it,
+    // or hold a gradient this call has already written.
     check_no_overlap(*grad_input, grad_output, op, "grad_input", "grad_output");
     check_no_overlap(*grad_input, input, op, "grad_input", "input");
     for (size_t i = 0; i < n; ++i) {
-      check_no_overlap(*grad_input, outputs[i], Indexed{op, "layer", i}, "grad_input", "output");
-      check_no_overlap(*grad_input, weights[i], Indexed{op, "layer", i}, "grad_input", "weight");
+      const Indexed name{op, "layer", i};
+      check_no_overlap(*grad_input, outputs[i], name, "grad_input", "output");
+      check_no_overlap(*grad_input, weights[i], name, "grad_input", "weight");
+      check_no_overlap(*grad_input, grad_weights[i], name, "grad_input", "grad_weight");
+      check_no_overlap(*grad_input, grad_biases[i], name, "grad_input", "grad_bias");
     }
   }
   const at::NoGradGuard no_grad;  // see linear_forward

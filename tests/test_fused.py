@@ -332,17 +332,19 @@ def test_parameters_that_require_grad_in_grad_mode(backend_name, fused):
         assert p.grad_fn is None and p.requires_grad and g.grad_fn is None
 
 
-@pytest.mark.parametrize("alias", ["grad_output", "input", "output", "weight"])
+@pytest.mark.parametrize("alias", ["grad_output", "input", "output", "weight", "grad_weight", "grad_bias"])
 def test_mlp_backward_refuses_a_grad_input_that_shares_memory(ops, alias):
     torch.manual_seed(22)
     w, b = torch.randn(4, 4), torch.randn(4)
     x = torch.randn(3, 4)
     outs = ops.mlp_forward(x, [w], [b], [0])
     g = torch.randn(3, 4)
-    gw, gb = torch.zeros(4, 4), torch.zeros(4)
-    grad_input = {"grad_output": g, "input": x, "output": outs[0], "weight": w[:3]}[alias]
+    gw, gb_and_more = torch.zeros(4, 4), torch.zeros(3, 4)
+    gb = gb_and_more[0]  # a grad_bias whose storage can also hold a grad_input
+    grad_input = {"grad_output": g, "input": x, "output": outs[0], "weight": w[:3], "grad_weight": gw[:3],
+                  "grad_bias": gb_and_more}[alias]
     before = [t.clone() for t in (g, x, outs[0], w, gw, gb)]
-    name = re.escape("minidl.mlp_backward" + (" (layer 0)" if alias in ("output", "weight") else ""))
+    name = re.escape("minidl.mlp_backward" + ("" if alias in ("grad_output", "input") else " (layer 0)"))
     with pytest.raises(ValueError, match=rf"{name}: expected grad_input to have memory of its own, got a view "
                                          rf"of {alias}'s storage"):
         ops.mlp_backward(g, x, outs, [w], [gw], [gb], [0], grad_input)

@@ -119,9 +119,9 @@ def check_mlp_backward(grad_output, input, outputs, weights, grad_weights, grad_
         check_shape(grad_input, input.shape, op, "grad_input")
         check_no_overlap(grad_input, grad_output, op, "grad_input", "grad_output")
         check_no_overlap(grad_input, input, op, "grad_input", "input")
-        for i, (y, w) in enumerate(zip(outputs, weights)):
-            check_no_overlap(grad_input, y, f"{op} (layer {i})", "grad_input", "output")
-            check_no_overlap(grad_input, w, f"{op} (layer {i})", "grad_input", "weight")
+        for i, tensors in enumerate(zip(outputs, weights, grad_weights, grad_biases)):
+            for t, t_name in zip(tensors, ("output", "weight", "grad_weight", "grad_bias")):
+                check_no_overlap(grad_input, t, f"{op} (layer {i})", "grad_input", t_name)
 
 
 def check_mse(output, target):
