@@ -531,7 +531,7 @@ def tables(section, recs, threads, device):
     if any(r["variant"] == "cpp fwd+bwd" for r in recs):
         head += "; cpp fwd+bwd: the cpp step without its SGD update"
     if any(r["variant"] == "matmuls alone" for r in recs):
-        head += "; matmuls alone: only the step's matrix products, through torch.mm"
+        head += "; matmuls alone: only the step's matrix products, through torch.mm and addmm_"
     return title + f"\n{head}\n\n" + md_table(
         ["net", "batch", "variant", "median", "spread", "steps/s", "GFLOP/s", "% GEMM peak", "× vs torch"],
         [(r["net"], r["batch"], r["variant"], fmt_time(r["median_s"]), spread(r), f"{1 / r['median_s']:.0f}",
@@ -606,7 +606,7 @@ def parse_args(argv):
             args.threads = [int(t) for t in args.threads.split(",")]
         except ValueError:
             p.error(f"--threads: expected positive integers separated by commas, got {args.threads!r}")
-        if not args.threads or min(args.threads) < 1:
+        if min(args.threads) < 1:
             p.error(f"--threads: expected positive integers separated by commas, got {args.threads}")
     for name in ("repeats", "target"):
         if getattr(args, name) is not None and not getattr(args, name) > 0:

@@ -319,8 +319,8 @@ class Sequential(Module):
         return [(f"{i}.{name}", p, g) for i, m in enumerate(self.modules) for name, p, g in m.named_param()]
 
     def zero_grad(self):
-        if self._stack() is None:
-            return super().zero_grad()
+        if self._stack() is None:  # each module's gradients, without param()'s names and checks
+            return _backend.ops.zero_([g for m in self.modules for _, g in m.param()])
         _backend.ops.zero_(self._grad_weights + self._grad_biases)
 
     def __getitem__(self, i):

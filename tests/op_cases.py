@@ -15,7 +15,7 @@ def linear_reference(x, w, b, gy):
 
 
 def autograd_reference(fn, x, gy):
-    """fn(x) and its gradient with respect to x for the upstream gradient gy, by torch autograd."""
+    """fn(x) and its gradient with respect to x for the upstream gradient gy (None for a scalar), by torch autograd."""
     xr = x.clone().requires_grad_()
     with torch.enable_grad():
         y = fn(xr)

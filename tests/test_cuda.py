@@ -15,7 +15,7 @@ from minidl import backend
 from minidl.kernels import python as py_ops
 
 from conftest import assert_within_float32_sum_bound
-from op_cases import linear_reference
+from op_cases import autograd_reference, linear_reference
 
 CUDA = "cuda"
 TOL = {torch.float64: dict(rtol=1e-12, atol=1e-12), torch.float32: dict(rtol=1e-5, atol=1e-6)}
@@ -270,14 +270,11 @@ def test_float64_gradients_match_autograd(act, size):
     torch.manual_seed(6)
     x = randn(size, torch.float64)
     gy = randn(size, torch.float64)
-    xr = x.clone().requires_grad_()
-    with torch.enable_grad():
-        y_ref = getattr(torch, act)(xr)
-        y_ref.backward(gy)
+    y_ref, gx_ref = autograd_reference(getattr(torch, act), x, gy)
     y = mdl(f"{act}_forward")(x)
-    torch.testing.assert_close(y, y_ref.detach(), **TOL[torch.float64])
+    torch.testing.assert_close(y, y_ref, **TOL[torch.float64])
     gx = mdl(f"{act}_backward")(gy, y)
-    torch.testing.assert_close(gx, xr.grad, **TOL[torch.float64])
+    torch.testing.assert_close(gx, gx_ref, **TOL[torch.float64])
 
 
 class _MinidlActivation(torch.autograd.Function):

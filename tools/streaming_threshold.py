@@ -52,7 +52,9 @@ def main():
             torch.set_num_threads(threads)
             for log2_n in args.sizes:
                 r = ratios(log2_n, args.repeats)
-                size = f"{(4 << log2_n) >> 20} MiB" if log2_n >= 18 else f"{(4 << log2_n) >> 10} KiB"
+                nbytes = 4 << log2_n
+                size = (f"{nbytes >> 20} MiB" if nbytes >= 1 << 20 else f"{nbytes >> 10} KiB" if nbytes >= 1 << 10
+                        else f"{nbytes} B")
                 print(f"| {threads:<7} | 2^{log2_n:<6} | {size:>7} | {r['relu']:<12.3f} | {r['tanh']:<12.3f} |", flush=True)
     finally:
         C._set_streaming(old[0], old[1])

@@ -59,6 +59,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if min(args.repeats, args.rounds, args.threads) < 1 or min(args.gaps) < 0:
         parser.error("--repeats, --rounds and --threads must be positive, and --gaps not negative")
+    args.gaps = list(dict.fromkeys(args.gaps))  # a gap given twice is one row
     torch.set_num_threads(args.threads)
     with torch.no_grad():
         times, nbytes = update_times(args.gaps, args.repeats, args.rounds)
