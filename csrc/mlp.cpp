@@ -14,6 +14,7 @@
 #include "dispatch.h"
 #include "cpu/activations.h"
 #include "cpu/block_cache.h"
+#include "cpu/grain.h"
 #include "cpu/small_linear.h"
 
 namespace minidl {
@@ -57,9 +58,8 @@ void add_column_sums_(at::Tensor& grad_bias, const at::Tensor& grad) {
     const scalar_t* g = grad.const_data_ptr<scalar_t>();
     scalar_t* b = grad_bias.mutable_data_ptr<scalar_t>();
     const int64_t rows = grad.size(0), cols = grad.size(1);
-    // Columns split across threads, each thread walking every row of its columns; a task gets about
-    // 32K elements (kGrain in activations.cpp): fewer cost more in threading than they save.
-    at::parallel_for(0, cols, std::max<int64_t>(1, 32768 / std::max<int64_t>(rows, 1)), [&](int64_t c0, int64_t c1) {
+    // Columns split across threads, each thread walking every row of its columns.
+    at::parallel_for(0, cols, std::max<int64_t>(1, cpu::kGrain / std::max<int64_t>(rows, 1)), [&](int64_t c0, int64_t c1) {
       for (int64_t r = 0; r < rows; ++r) {
         const scalar_t* row = g + r * cols;
         for (int64_t c = c0; c < c1; ++c) b[c] += row[c];

@@ -11,6 +11,7 @@
 
 #include "checks.h"
 #include "clones.h"
+#include "cpu/grain.h"
 
 namespace minidl {
 namespace {
@@ -98,7 +99,7 @@ void sgd_step_(at::TensorList params, at::TensorList grads, at::TensorList momen
       scalar_t* gp = zero_grads ? grads[i].mutable_data_ptr<scalar_t>()
                                 : const_cast<scalar_t*>(grads[i].const_data_ptr<scalar_t>());
       scalar_t* vp = use_momentum ? v.mutable_data_ptr<scalar_t>() : nullptr;
-      at::parallel_for(0, p.numel(), 32768, [&](int64_t b, int64_t e) {
+      at::parallel_for(0, p.numel(), cpu::kGrain, [&](int64_t b, int64_t e) {
         sgd_loop(pp + b, gp + b, vp ? vp + b : nullptr, e - b, static_cast<scalar_t>(lr),
                  static_cast<scalar_t>(momentum), static_cast<scalar_t>(weight_decay), zero_grads);
       });

@@ -15,13 +15,14 @@
 #include "activations.h"
 #include "block_cache.h"
 #include "elementwise.h"
+#include "grain.h"
 #include "streaming.h"
 
 
 namespace minidl {
 namespace {
 
-constexpr int64_t kGrain = 32768;  // elements per task: below this, threads cost more than they save
+using cpu::kGrain;
 
 MINIDL_INLINE float bits_to_float(int32_t i) { return __builtin_bit_cast(float, i); }
 MINIDL_INLINE int32_t float_to_bits(float f) { return __builtin_bit_cast(int32_t, f); }
@@ -168,6 +169,7 @@ template <typename Loop>
 at::Tensor unary(const at::Tensor& input, const char* op, Loop loop, void (*stream)(const float*, float*, int64_t)) {
   check_float(input, op, "input");
   TORCH_CHECK(input.device().is_cpu(), op, ": CPU kernel got a tensor on ", input.device());
+  const at::NoGradGuard no_grad;  // see linear_forward: contiguous() would record a graph node
   at::Tensor x = input.contiguous();
   at::Tensor y = cpu::empty_output_like(x);
   apply_unary(x, y, loop, stream);
@@ -179,6 +181,7 @@ at::Tensor binary_backward(const at::Tensor& grad_output, const at::Tensor& save
                            void (*stream)(const float*, const float*, float*, int64_t)) {
   check_elementwise_backward(grad_output, saved, op, "output");
   TORCH_CHECK(saved.device().is_cpu(), op, ": CPU kernel got a tensor on ", saved.device());
+  const at::NoGradGuard no_grad;  // see linear_forward
   at::Tensor g = grad_output.contiguous();
   at::Tensor s = saved.contiguous();
   at::Tensor out = cpu::empty_output_like(s);

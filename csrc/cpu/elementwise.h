@@ -1,5 +1,6 @@
 // The per-element formulas of ReLU and of the activations' backward, shared by the cached loops
-// (activations.cpp) and the streaming ones (streaming.cpp), so both compute the same bits.
+// (activations.cpp) and the streaming ones (streaming.cpp), so both compute the same bits; the
+// ReLU ones also by the CUDA kernels (cuda/activations.cu), hence C10_HOST_DEVICE.
 #pragma once
 
 #include "../clones.h"
@@ -9,13 +10,13 @@ namespace cpu {
 
 // `x < 0 ? 0 : x` rather than max(x, 0): NaN propagates, as in torch.relu.
 template <typename T>
-MINIDL_INLINE T relu_value(T x) {
+MINIDL_INLINE C10_HOST_DEVICE T relu_value(T x) {
   return x < T(0) ? T(0) : x;
 }
 
 // `y <= 0 ? 0 : g` as torch's threshold_backward: the gradient passes where y is NaN.
 template <typename T>
-MINIDL_INLINE T relu_grad(T g, T y) {
+MINIDL_INLINE C10_HOST_DEVICE T relu_grad(T g, T y) {
   return y <= T(0) ? T(0) : g;
 }
 

@@ -23,6 +23,7 @@
 #include <cstdint>
 
 #include "../checks.h"
+#include "../cpu/elementwise.h"
 
 namespace minidl {
 namespace {
@@ -65,19 +66,19 @@ struct TanhBackward {
   }
 };
 
-// `x < 0 ? 0 : x` rather than max(x, 0): NaN propagates, as in torch.relu and the CPU kernel.
+// The CPU kernels' formulas (cpu/elementwise.h): NaN propagates as in torch.relu and
+// threshold_backward.
 struct ReluForward {
   template <typename T>
   __device__ __forceinline__ T operator()(T x) const {
-    return x < T(0) ? T(0) : x;
+    return cpu::relu_value(x);
   }
 };
 
-// `y <= 0 ? 0 : g` as torch's threshold_backward: the gradient passes where y is NaN.
 struct ReluBackward {
   template <typename T>
   __device__ __forceinline__ T operator()(T g, T y) const {
-    return y <= T(0) ? T(0) : g;
+    return cpu::relu_grad(g, y);
   }
 };
 
@@ -173,6 +174,7 @@ at::Tensor unary(const at::Tensor& input, const char* op, Op f) {
   check_float(input, op, "input");
   check_cuda(input, op);
   const c10::cuda::CUDAGuard guard(input.device());
+  const at::NoGradGuard no_grad;  // see linear_forward: contiguous() would record a graph node
   at::Tensor x = input.contiguous();
   at::Tensor y = at::empty_like(x, at::MemoryFormat::Contiguous);
   const int64_t n = x.numel();
@@ -199,6 +201,7 @@ at::Tensor binary_backward(const at::Tensor& grad_output, const at::Tensor& save
   check_elementwise_backward(grad_output, saved, op, "output");
   check_cuda(saved, op);
   const c10::cuda::CUDAGuard guard(saved.device());
+  const at::NoGradGuard no_grad;  // see linear_forward
   at::Tensor g = grad_output.contiguous();
   at::Tensor s = saved.contiguous();
   at::Tensor out = at::empty_like(s, at::MemoryFormat::Contiguous);
