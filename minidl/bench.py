@@ -13,7 +13,10 @@ same step without its SGD update and the step's matrix products alone).
 Method. Every measurement is a perf_counter loop of `inner` calls (chosen so that one loop lasts
 about `--target` seconds) after a warm-up; it is repeated, and the median is reported. The
 variants being compared (minidl cpp, minidl python, torch) are timed in turn within each repeat,
-in a rotating order, so that the host's drift in speed hits them all alike; "x vs torch" is the
+in a rotating order, so that the host's drift in speed hits them all alike; each loop follows one
+untimed call of its own variant, so that every timed call comes after a call like it, as in a
+training loop, never first after another variant (whose data has pushed its own out of the
+caches: an MLP step's first call after a switch took up to 20 % longer than the next ones); "x vs torch" is the
 median over repeats of the per-repeat ratio torch time / variant time (> 1: faster than torch).
 Fractions of the machine's limit ("% GEMM peak", "% copy BW") come from a ceiling timed in the
 same rotation as the variants (a torch.mm of n^3 for matrix work, a Tensor.copy_ of the same
@@ -152,6 +155,7 @@ def measure(variants, repeats, target, sync):
             k = r % len(variants)
             for v in variants[k:] + variants[:k]:  # rotate the order: no variant always goes first
                 with _Mode(v):
+                    v.fn()  # untimed: the timed calls then follow a call of their own (see Method)
                     times[v.name].append(timed(v.fn, inner[v.name], sync) / inner[v.name])
     finally:
         if gc_enabled:

@@ -162,6 +162,24 @@ def test_calibrate_does_not_trust_a_slow_first_call():
     assert calibrate(lambda: time.sleep(0.06), target=0.05, sync=lambda: None) == 1
 
 
+def test_measure_times_no_call_that_follows_another_variant():
+    """A call right after another variant's is slow (its data left the caches): each timed loop
+    follows an untimed call of its own variant, so the medians are the steady calls' time."""
+    bench = load_bench()
+    last = [None]
+
+    def variant(name):
+        def fn():
+            time.sleep(0.03 if last[0] != name else 0.002)  # 30 ms after a switch, 2 ms after itself
+            last[0] = name
+        return bench.Variant(name, fn)
+
+    stats = bench.measure([variant("a"), variant("b")], repeats=3, target=0.01, sync=lambda: None)
+    for s in stats.values():
+        assert s["inner"] >= 2  # calibrated on the 2 ms calls
+        assert s["median_s"] < 0.004, s  # a timed switch would add >= 28 ms / inner >= 5 ms per call
+
+
 @pytest.mark.parametrize("sizes,batch", [((784, 1024, 1024, 10), 4), ((2, 25, 25, 25, 2), 7)])
 def test_step_flops_count_what_torch_and_the_matmuls_variant_multiply(sizes, batch):
     """step_flops, the "matmuls alone" variant and torch's own training step (whose input needs no
