@@ -15,6 +15,7 @@
 #include "cpu/activations.h"
 #include "cpu/block_cache.h"
 #include "cpu/grain.h"
+#include "cpu/streaming.h"
 #include "cpu/small_linear.h"
 
 namespace minidl {
@@ -66,6 +67,13 @@ void add_column_sums_(at::Tensor& grad_bias, const at::Tensor& grad) {
       }
     });
   });
+}
+
+// Whether add_column_sums_ would add g's rows in order, so that the activation's backward pass can
+// add them as it goes (and not a streaming-store one: activations.cpp).
+bool fuses_column_sums(const at::Tensor& g, const at::Tensor& y, const at::Tensor& grad_bias) {
+  return y.is_cpu() && y.is_contiguous() && g.is_contiguous() && grad_bias.is_contiguous() &&
+         y.size(0) <= kRowByRow && !cpu::stream_output(y.numel() * int64_t(y.element_size()));
 }
 
 bool all_contiguous(std::initializer_list<const at::Tensor*> ts) {
@@ -182,10 +190,18 @@ void mlp_backward(const at::Tensor& grad_output, const at::Tensor& input, at::Te
       ours = true;
       continue;
     }
-    g = activate_backward(g, y, act, ours);
-    ours = ours || act != Activation::None;
-    gw.addmm_(g.t(), x);
-    add_column_sums_(gb, g);
+    if (act != Activation::None && fuses_column_sums(g, y, gb)) {
+      at::Tensor out = ours ? g : cpu::empty_output_like(y);
+      cpu::activation_backward_column_sums_(g, y, out, act, gb);  // one pass over g instead of two
+      g = out;
+      ours = true;
+      gw.addmm_(g.t(), x);
+    } else {
+      g = activate_backward(g, y, act, ours);
+      ours = ours || act != Activation::None;
+      gw.addmm_(g.t(), x);
+      add_column_sums_(gb, g);
+    }
     if (k > 0) {
       g = at::mm(g, W);
       ours = true;

@@ -134,6 +134,40 @@ def test_mse_forward_matches_torch(ops, device, shape, dtype):
     torch.testing.assert_close(grad, grad_ref, **tol)
 
 
+@pytest.mark.parametrize("act", [1, 2])  # ReLU, Tanh
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("ours", [False, True])
+def test_mlp_backward_sums_bias_gradients_rows_in_order(act, dtype, ours):
+    """The activation's backward pass also adds the bias gradient's column sums (one pass instead of
+    two): the same bits as the activation's backward op, then its rows added one after another into
+    the existing gradient, and the weight gradient the same addmm_."""
+    require_cpp()
+    ops = torch.ops.minidl
+    torch.manual_seed(16)
+    rows, sizes = 37, [20, 300, 7]
+    if ours:  # layer 0's gradient comes from layer 1's product, a temporary the op may overwrite
+        codes = [act, 0]
+    else:  # the only layer gets the caller's gradient, which must stay as it is
+        codes, sizes = [act], sizes[:2]
+    x = torch.randn(rows, sizes[0], dtype=dtype)
+    ws = [torch.randn(b, a, dtype=dtype) / a ** 0.5 for a, b in zip(sizes, sizes[1:])]
+    bs = [torch.randn(b, dtype=dtype) for b in sizes[1:]]
+    outs = ops.mlp_forward(x, ws, bs, codes)
+    gy = torch.randn(rows, sizes[-1], dtype=dtype)
+    gy_before = gy.clone()
+    gws = [torch.randn_like(w) for w in ws]
+    gbs = [torch.randn_like(b) for b in bs]
+    gw0, gb0 = gws[0].clone(), gbs[0].clone()
+    ops.mlp_backward(gy, x, outs, ws, gws, gbs, codes, None)
+    g = torch.mm(gy, ws[1]) if ours else gy
+    g = (ops.relu_backward if act == 1 else ops.tanh_backward)(g, outs[0])
+    for r in range(rows):
+        gb0 += g[r]
+    assert torch.equal(gbs[0], gb0)
+    assert torch.equal(gws[0], gw0.addmm_(g.t(), x))
+    assert torch.equal(gy, gy_before)
+
+
 def test_sgd_kernel_equals_fallback_bit_for_bit(device):
     require_cpp()
     from minidl.kernels import cpp, python

@@ -115,6 +115,24 @@ MINIDL_CLONES void bias_activation_loop(T* y, const T* b, int64_t rows, int64_t 
   }
 }
 
+// out[r, c] = grad * act'(y) (as activation_backward_out) and gb[c] += out[r, c] for the columns
+// [c0, c1) of contiguous [rows, cols] tensors: rows added in order, as mlp.cpp's column sums.
+template <typename T, Activation A>
+MINIDL_CLONES void backward_column_sums_loop(const T* g, const T* y, T* out, T* gb, int64_t rows, int64_t cols,
+                                             int64_t c0, int64_t c1) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const T* gr = g + r * cols;
+    const T* yr = y + r * cols;
+    T* outr = out + r * cols;
+#pragma omp simd
+    for (int64_t c = c0; c < c1; ++c) {
+      const T o = A == Activation::Relu ? cpu::relu_grad(gr[c], yr[c]) : cpu::tanh_grad(gr[c], yr[c]);
+      outr[c] = o;
+      gb[c] += o;
+    }
+  }
+}
+
 // A float32 output this large is written by the loop with streaming stores (streaming.cpp), unless
 // it overwrites an input: then the loop has just read each line, so there is no read to save, and
 // streaming would only push out of the cache the data that the next op reads back.
@@ -226,6 +244,25 @@ void bias_activation_(at::Tensor& y, const at::Tensor& b, Activation act) {
 void activation_backward_out(const at::Tensor& grad, const at::Tensor& y, at::Tensor& out, Activation act) {
   if (act == Activation::Tanh) apply_binary(grad, y, out, kTanhBackward, tanh_backward_stream);
   if (act == Activation::Relu) apply_binary(grad, y, out, kReluBackward, relu_backward_stream);
+}
+
+void activation_backward_column_sums_(const at::Tensor& grad, const at::Tensor& y, at::Tensor& out, Activation act,
+                                      at::Tensor& grad_bias) {
+  TORCH_INTERNAL_ASSERT(act != Activation::None, "activation_backward_column_sums_: no activation");
+  AT_DISPATCH_FLOATING_TYPES(y.scalar_type(), "minidl_backward_column_sums", [&] {
+    const scalar_t* gp = grad.const_data_ptr<scalar_t>();
+    const scalar_t* yp = y.const_data_ptr<scalar_t>();
+    scalar_t* outp = out.mutable_data_ptr<scalar_t>();
+    scalar_t* bp = grad_bias.mutable_data_ptr<scalar_t>();
+    const int64_t rows = y.size(0), cols = y.size(1);
+    // Columns split across threads, each thread walking every row of its columns.
+    at::parallel_for(0, cols, std::max<int64_t>(1, kGrain / std::max<int64_t>(rows, 1)), [&](int64_t c0, int64_t c1) {
+      if (act == Activation::Relu)
+        backward_column_sums_loop<scalar_t, Activation::Relu>(gp, yp, outp, bp, rows, cols, c0, c1);
+      else
+        backward_column_sums_loop<scalar_t, Activation::Tanh>(gp, yp, outp, bp, rows, cols, c0, c1);
+    });
+  });
 }
 
 }  // namespace cpu
