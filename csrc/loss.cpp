@@ -33,7 +33,7 @@ std::tuple<at::Tensor, at::Tensor> mse_forward(const at::Tensor& output, const a
     scalar_t* gp = grad.mutable_data_ptr<scalar_t>();
     const scalar_t s = static_cast<scalar_t>(scale);
     // One partial sum per chunk (in double), added in a fixed order: the result does not depend
-    // on the number of threads.
+    // on the number of threads. Not cpu::kGrain: this fixes the rounding, not the threading.
     constexpr int64_t kChunk = 32768;
     std::vector<double> partial((n + kChunk - 1) / kChunk, 0.0);
     at::parallel_for(0, static_cast<int64_t>(partial.size()), 1, [&](int64_t c0, int64_t c1) {

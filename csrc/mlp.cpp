@@ -69,11 +69,16 @@ void add_column_sums_(at::Tensor& grad_bias, const at::Tensor& grad) {
   });
 }
 
-// Whether add_column_sums_ would add g's rows in order, so that the activation's backward pass can
-// add them as it goes (and not a streaming-store one: activations.cpp).
-bool fuses_column_sums(const at::Tensor& g, const at::Tensor& y, const at::Tensor& grad_bias) {
+// Whether the activation's backward pass can add g's rows into grad_bias as it goes, with the bits
+// of the two passes it replaces: add_column_sums_ would add the rows in order, activate_backward
+// would not stream its output (activations.cpp: a float32 one into a new tensor), and grad_bias
+// shares no storage with what the layer still reads (then the two passes, which read it all first).
+bool fuses_column_sums(const at::Tensor& g, const at::Tensor& y, const at::Tensor& x, const at::Tensor& grad_bias,
+                       bool g_is_ours) {
   return y.is_cpu() && y.is_contiguous() && g.is_contiguous() && grad_bias.is_contiguous() &&
-         y.size(0) <= kRowByRow && !cpu::stream_output(y.numel() * int64_t(y.element_size()));
+         y.size(0) <= kRowByRow &&
+         (g_is_ours || y.scalar_type() != at::kFloat || !cpu::stream_output(y.numel() * int64_t(sizeof(float)))) &&
+         !grad_bias.is_alias_of(g) && !grad_bias.is_alias_of(y) && !grad_bias.is_alias_of(x);
 }
 
 bool all_contiguous(std::initializer_list<const at::Tensor*> ts) {
@@ -190,7 +195,7 @@ void mlp_backward(const at::Tensor& grad_output, const at::Tensor& input, at::Te
       ours = true;
       continue;
     }
-    if (act != Activation::None && fuses_column_sums(g, y, gb)) {
+    if (act != Activation::None && fuses_column_sums(g, y, x, gb, ours)) {
       at::Tensor out = ours ? g : cpu::empty_output_like(y);
       cpu::activation_backward_column_sums_(g, y, out, act, gb);  // one pass over g instead of two
       g = out;

@@ -16,7 +16,7 @@ variants being compared (minidl cpp, minidl python, torch) are timed in turn wit
 in a rotating order, so that the host's drift in speed hits them all alike; each loop follows one
 untimed call of its own variant, so that every timed call comes after a call like it, as in a
 training loop, never first after another variant (whose data has pushed its own out of the
-caches: an MLP step's first call after a switch took up to 20 % longer than the next ones); "x vs torch" is the
+caches: in one run, an MLP step's first call after a switch took 20 % longer than the next ones); "x vs torch" is the
 median over repeats of the per-repeat ratio torch time / variant time (> 1: faster than torch).
 Fractions of the machine's limit ("% GEMM peak", "% copy BW") come from a ceiling timed in the
 same rotation as the variants (a torch.mm of n^3 for matrix work, a Tensor.copy_ of the same

@@ -174,10 +174,10 @@ def test_measure_times_no_call_that_follows_another_variant():
             last[0] = name
         return bench.Variant(name, fn)
 
-    stats = bench.measure([variant("a"), variant("b")], repeats=3, target=0.01, sync=lambda: None)
+    stats = bench.measure([variant("a"), variant("b")], repeats=3, target=0.02, sync=lambda: None)
     for s in stats.values():
         assert s["inner"] >= 2  # calibrated on the 2 ms calls
-        assert s["median_s"] < 0.004, s  # a timed switch would add >= 28 ms / inner >= 5 ms per call
+        assert s["median_s"] < 0.004, s  # a timed switch would add 28 ms / inner (about 10 here) per call
 
 
 @pytest.mark.parametrize("sizes,batch", [((784, 1024, 1024, 10), 4), ((2, 25, 25, 25, 2), 7)])

@@ -137,14 +137,25 @@ def test_mse_forward_matches_torch(ops, device, shape, dtype):
 @pytest.mark.parametrize("act", [1, 2])  # ReLU, Tanh
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("ours", [False, True])
-def test_mlp_backward_sums_bias_gradients_rows_in_order(act, dtype, ours):
+@pytest.mark.parametrize("threads", [1, 2])
+def test_mlp_backward_sums_bias_gradients_rows_in_order(act, dtype, ours, threads):
     """The activation's backward pass also adds the bias gradient's column sums (one pass instead of
     two): the same bits as the activation's backward op, then its rows added one after another into
-    the existing gradient, and the weight gradient the same addmm_."""
+    the existing gradient, and the weight gradient the same addmm_. At 2 threads the columns split
+    into 3 tasks (32768-element grain over 16 rows: 2048 columns each)."""
     require_cpp()
     ops = torch.ops.minidl
     torch.manual_seed(16)
-    rows, sizes = 37, [20, 300, 7]
+    rows, sizes = (37, [20, 300, 7]) if threads == 1 else (16, [20, 4100, 7])
+    old_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        _check_bias_sums_rows_in_order(ops, act, dtype, ours, rows, sizes)
+    finally:
+        torch.set_num_threads(old_threads)
+
+
+def _check_bias_sums_rows_in_order(ops, act, dtype, ours, rows, sizes):
     if ours:  # layer 0's gradient comes from layer 1's product, a temporary the op may overwrite
         codes = [act, 0]
     else:  # the only layer gets the caller's gradient, which must stay as it is
@@ -166,6 +177,30 @@ def test_mlp_backward_sums_bias_gradients_rows_in_order(act, dtype, ours):
     assert torch.equal(gbs[0], gb0)
     assert torch.equal(gws[0], gw0.addmm_(g.t(), x))
     assert torch.equal(gy, gy_before)
+
+
+@pytest.mark.parametrize("kernels", ["cpp", "python"])
+def test_mlp_backward_bias_gradient_that_shares_the_callers_gradient(kernels):
+    """A grad_bias that is a row of grad_output: both backends read all of grad_output before they
+    add into grad_bias, as the two-pass order did (the fused pass would read rows it has changed)."""
+    if kernels == "cpp":
+        require_cpp()
+    from minidl.kernels import cpp, python
+
+    k = cpp if kernels == "cpp" else python
+    torch.manual_seed(17)
+    rows, n_in, n_out = 40, 30, 300
+    x = torch.randn(rows, n_in, dtype=torch.float64)
+    w, b = torch.randn(n_out, n_in, dtype=torch.float64), torch.randn(n_out, dtype=torch.float64)
+    (y,) = k.mlp_forward(x, [w], [b], [1])
+    gy = torch.randn(rows, n_out, dtype=torch.float64)
+    gw = torch.zeros_like(w)
+    gb = gy[rows - 1]  # shares grad_output's memory
+    g = torch.where(y > 0, gy, 0.0)
+    want_gb, want_gw = gy[rows - 1] + g.sum(0), g.t() @ x
+    k.mlp_backward(gy, x, [y], [w], [gw], [gb], [1], None)
+    torch.testing.assert_close(gb, want_gb, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(gw, want_gw, rtol=1e-12, atol=1e-12)
 
 
 def test_sgd_kernel_equals_fallback_bit_for_bit(device):

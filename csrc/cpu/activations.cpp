@@ -248,7 +248,8 @@ void activation_backward_out(const at::Tensor& grad, const at::Tensor& y, at::Te
 
 void activation_backward_column_sums_(const at::Tensor& grad, const at::Tensor& y, at::Tensor& out, Activation act,
                                       at::Tensor& grad_bias) {
-  TORCH_INTERNAL_ASSERT(act != Activation::None, "activation_backward_column_sums_: no activation");
+  TORCH_INTERNAL_ASSERT(act != Activation::None && y.dim() == 2 && grad_bias.numel() == y.size(1),
+                        "activation_backward_column_sums_: expects an activation, a matrix and a bias per column");
   AT_DISPATCH_FLOATING_TYPES(y.scalar_type(), "minidl_backward_column_sums", [&] {
     const scalar_t* gp = grad.const_data_ptr<scalar_t>();
     const scalar_t* yp = y.const_data_ptr<scalar_t>();

@@ -13,8 +13,9 @@ void activation_out(const at::Tensor& x, at::Tensor& y, Activation act);
 void bias_activation_(at::Tensor& y, const at::Tensor& b, Activation act);
 // out = grad * act'(from the saved output y); out may be grad.
 void activation_backward_out(const at::Tensor& grad, const at::Tensor& y, at::Tensor& out, Activation act);
-// activation_backward_out, and grad_bias += out.sum(0) in the same pass, rows added in order:
-// contiguous [rows, cols] tensors, act not None, no streaming stores.
+// activation_backward_out (out may be grad), and grad_bias += out.sum(0) in the same pass, rows
+// added in order: contiguous [rows, cols] tensors, act not None, no streaming stores; grad_bias
+// must not share memory with grad, y or out.
 void activation_backward_column_sums_(const at::Tensor& grad, const at::Tensor& y, at::Tensor& out, Activation act,
                                       at::Tensor& grad_bias);
 
