@@ -5,8 +5,9 @@
 // out of the cache, so a following op that reads it back (relu backward reads relu's output) pays
 // where the output would have stayed cached. Hence only outputs of kDefaultMinBytes or more stream:
 // `python tools/streaming_threshold.py` (docs/streaming_threshold.md) measured relu and tanh
-// forward + backward 10-95 % slower with streaming at 4-16 MiB outputs, 12-19 % faster at 64 MiB,
-// and at 32 MiB 11-16 % faster at 1 thread, at 2 threads relu 9 % slower and tanh even.
+// forward + backward 7-42 % slower with streaming at 4-16 MiB outputs, 9-19 % faster at 64 MiB,
+// and at 32 MiB 10-18 % faster at 1 thread (at 2 threads relu 11 % faster, tanh 1 %; an earlier
+// run: relu 9 % slower, tanh even).
 // tanh's forward does not stream: it is bound by its arithmetic (a streaming version measured within 3 %).
 #include "streaming.h"
 
