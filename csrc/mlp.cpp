@@ -15,7 +15,6 @@
 #include "cpu/activations.h"
 #include "cpu/block_cache.h"
 #include "cpu/grain.h"
-#include "cpu/streaming.h"
 #include "cpu/small_linear.h"
 
 namespace minidl {
@@ -60,7 +59,7 @@ void add_column_sums_(at::Tensor& grad_bias, const at::Tensor& grad) {
     scalar_t* b = grad_bias.mutable_data_ptr<scalar_t>();
     const int64_t rows = grad.size(0), cols = grad.size(1);
     // Columns split across threads, each thread walking every row of its columns.
-    at::parallel_for(0, cols, std::max<int64_t>(1, cpu::kGrain / std::max<int64_t>(rows, 1)), [&](int64_t c0, int64_t c1) {
+    at::parallel_for(0, cols, cpu::grain_for(rows), [&](int64_t c0, int64_t c1) {
       for (int64_t r = 0; r < rows; ++r) {
         const scalar_t* row = g + r * cols;
         for (int64_t c = c0; c < c1; ++c) b[c] += row[c];
@@ -70,15 +69,14 @@ void add_column_sums_(at::Tensor& grad_bias, const at::Tensor& grad) {
 }
 
 // Whether the activation's backward pass can add g's rows into grad_bias as it goes, with the bits
-// of the two passes it replaces: add_column_sums_ would add the rows in order, activate_backward
-// would not stream its output (activations.cpp: a float32 one into a new tensor), and grad_bias
-// shares no storage with what the layer still reads (then the two passes, which read it all first).
-bool fuses_column_sums(const at::Tensor& g, const at::Tensor& y, const at::Tensor& x, const at::Tensor& grad_bias,
-                       bool g_is_ours) {
+// of the two passes it replaces: add_column_sums_ would add the rows in order, and grad_bias shares
+// no storage with what the layer reads or writes before its column sums (g, y, x, grad_weight).
+// Not where activate_backward would stream a new output: for outputs that big streaming pays more.
+bool fuses_column_sums(const at::Tensor& g, const at::Tensor& y, const at::Tensor& x, const at::Tensor& grad_weight,
+                       const at::Tensor& grad_bias, bool g_is_ours) {
   return y.is_cpu() && y.is_contiguous() && g.is_contiguous() && grad_bias.is_contiguous() &&
-         y.size(0) <= kRowByRow &&
-         (g_is_ours || y.scalar_type() != at::kFloat || !cpu::stream_output(y.numel() * int64_t(sizeof(float)))) &&
-         !grad_bias.is_alias_of(g) && !grad_bias.is_alias_of(y) && !grad_bias.is_alias_of(x);
+         y.size(0) <= kRowByRow && (g_is_ours || !cpu::new_output_streams(y)) && !grad_bias.is_alias_of(g) &&
+         !grad_bias.is_alias_of(y) && !grad_bias.is_alias_of(x) && !grad_bias.is_alias_of(grad_weight);
 }
 
 bool all_contiguous(std::initializer_list<const at::Tensor*> ts) {
@@ -195,18 +193,17 @@ void mlp_backward(const at::Tensor& grad_output, const at::Tensor& input, at::Te
       ours = true;
       continue;
     }
-    if (act != Activation::None && fuses_column_sums(g, y, x, gb, ours)) {
+    const bool fused = act != Activation::None && fuses_column_sums(g, y, x, gw, gb, ours);
+    if (fused) {
       at::Tensor out = ours ? g : cpu::empty_output_like(y);
       cpu::activation_backward_column_sums_(g, y, out, act, gb);  // one pass over g instead of two
       g = out;
-      ours = true;
-      gw.addmm_(g.t(), x);
     } else {
       g = activate_backward(g, y, act, ours);
-      ours = ours || act != Activation::None;
-      gw.addmm_(g.t(), x);
-      add_column_sums_(gb, g);
     }
+    ours = ours || act != Activation::None;
+    gw.addmm_(g.t(), x);
+    if (!fused) add_column_sums_(gb, g);
     if (k > 0) {
       g = at::mm(g, W);
       ours = true;

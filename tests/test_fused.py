@@ -142,7 +142,7 @@ def test_mlp_backward_sums_bias_gradients_rows_in_order(act, dtype, ours, thread
     """The activation's backward pass also adds the bias gradient's column sums (one pass instead of
     two): the same bits as the activation's backward op, then its rows added one after another into
     the existing gradient, and the weight gradient the same addmm_. At 2 threads the columns split
-    into 3 tasks (32768-element grain over 16 rows: 2048 columns each)."""
+    into 2 tasks of 2050 (the grain, 32768 elements over 16 rows, is 2048 columns)."""
     require_cpp()
     ops = torch.ops.minidl
     torch.manual_seed(16)
@@ -180,9 +180,11 @@ def _check_bias_sums_rows_in_order(ops, act, dtype, ours, rows, sizes):
 
 
 @pytest.mark.parametrize("kernels", ["cpp", "python"])
-def test_mlp_backward_bias_gradient_that_shares_the_callers_gradient(kernels):
-    """A grad_bias that is a row of grad_output: both backends read all of grad_output before they
-    add into grad_bias, as the two-pass order did (the fused pass would read rows it has changed)."""
+@pytest.mark.parametrize("shares", ["grad_output", "grad_weight"])
+def test_mlp_backward_bias_gradient_that_shares_memory(kernels, shares):
+    """A grad_bias that is a row of grad_output, or part of the layer's grad_weight: both backends
+    read grad_output and add into grad_weight before they add into grad_bias, as the two-pass order
+    did (the fused pass would read rows it has changed, or add in another order)."""
     if kernels == "cpp":
         require_cpp()
     from minidl.kernels import cpp, python
@@ -194,13 +196,21 @@ def test_mlp_backward_bias_gradient_that_shares_the_callers_gradient(kernels):
     w, b = torch.randn(n_out, n_in, dtype=torch.float64), torch.randn(n_out, dtype=torch.float64)
     (y,) = k.mlp_forward(x, [w], [b], [1])
     gy = torch.randn(rows, n_out, dtype=torch.float64)
-    gw = torch.zeros_like(w)
-    gb = gy[rows - 1]  # shares grad_output's memory
+    gw = torch.randn_like(w)
     g = torch.where(y > 0, gy, 0.0)
-    want_gb, want_gw = gy[rows - 1] + g.sum(0), g.t() @ x
+    want_gw = gw.clone().addmm_(g.t(), x)  # grad_weight first, then grad_bias
+    if shares == "grad_output":
+        gb, want_gb = gy[rows - 1], gy[rows - 1].clone()
+    else:
+        gb, want_gb = gw.view(-1)[:n_out], want_gw.view(-1)[:n_out]
+    for r in range(rows):  # rows in order, as the CPU kernel adds them
+        want_gb += g[r]
     k.mlp_backward(gy, x, [y], [w], [gw], [gb], [1], None)
-    torch.testing.assert_close(gb, want_gb, rtol=1e-12, atol=1e-12)
-    torch.testing.assert_close(gw, want_gw, rtol=1e-12, atol=1e-12)
+    if kernels == "cpp":  # the same operations in the same order: the same bits
+        assert torch.equal(gb, want_gb) and torch.equal(gw, want_gw)
+    else:  # the fallback sums with torch
+        torch.testing.assert_close(gb, want_gb, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(gw, want_gw, rtol=1e-12, atol=1e-12)
 
 
 def test_sgd_kernel_equals_fallback_bit_for_bit(device):

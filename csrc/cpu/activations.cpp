@@ -22,6 +22,7 @@
 namespace minidl {
 namespace {
 
+using cpu::grain_for;
 using cpu::kGrain;
 
 MINIDL_INLINE float bits_to_float(int32_t i) { return __builtin_bit_cast(float, i); }
@@ -137,9 +138,8 @@ MINIDL_CLONES void backward_column_sums_loop(const T* g, const T* y, T* out, T* 
 // it overwrites an input: then the loop has just read each line, so there is no read to save, and
 // streaming would only push out of the cache the data that the next op reads back.
 bool use_streaming_stores(const at::Tensor& out, const at::Tensor& in, const at::Tensor& other_in) {
-  return out.scalar_type() == at::kFloat && out.const_data_ptr() != in.const_data_ptr() &&
-         out.const_data_ptr() != other_in.const_data_ptr() &&
-         cpu::stream_output(out.numel() * int64_t(sizeof(float)));
+  return out.const_data_ptr() != in.const_data_ptr() && out.const_data_ptr() != other_in.const_data_ptr() &&
+         cpu::new_output_streams(out);
 }
 
 // y = f(x) elementwise over contiguous CPU tensors of the same dtype; y may be x itself.
@@ -223,6 +223,10 @@ at::Tensor relu_backward_cpu(const at::Tensor& grad_output, const at::Tensor& ou
 
 namespace cpu {
 
+bool new_output_streams(const at::Tensor& like) {
+  return like.scalar_type() == at::kFloat && stream_output(like.numel() * int64_t(sizeof(float)));
+}
+
 void activation_out(const at::Tensor& x, at::Tensor& y, Activation act) {
   if (act == Activation::Tanh) apply_unary(x, y, kTanh, nullptr);
   if (act == Activation::Relu) apply_unary(x, y, kRelu, relu_stream);
@@ -233,7 +237,7 @@ void bias_activation_(at::Tensor& y, const at::Tensor& b, Activation act) {
     scalar_t* yp = y.mutable_data_ptr<scalar_t>();
     const scalar_t* bp = b.const_data_ptr<scalar_t>();
     const int64_t cols = y.size(1);
-    at::parallel_for(0, y.size(0), std::max<int64_t>(1, kGrain / std::max<int64_t>(cols, 1)), [&](int64_t r0, int64_t r1) {
+    at::parallel_for(0, y.size(0), grain_for(cols), [&](int64_t r0, int64_t r1) {
       if (act == Activation::Relu) bias_activation_loop<scalar_t, Activation::Relu>(yp + r0 * cols, bp, r1 - r0, cols);
       if (act == Activation::Tanh) bias_activation_loop<scalar_t, Activation::Tanh>(yp + r0 * cols, bp, r1 - r0, cols);
       if (act == Activation::None) bias_activation_loop<scalar_t, Activation::None>(yp + r0 * cols, bp, r1 - r0, cols);
@@ -257,7 +261,7 @@ void activation_backward_column_sums_(const at::Tensor& grad, const at::Tensor& 
     scalar_t* bp = grad_bias.mutable_data_ptr<scalar_t>();
     const int64_t rows = y.size(0), cols = y.size(1);
     // Columns split across threads, each thread walking every row of its columns.
-    at::parallel_for(0, cols, std::max<int64_t>(1, kGrain / std::max<int64_t>(rows, 1)), [&](int64_t c0, int64_t c1) {
+    at::parallel_for(0, cols, grain_for(rows), [&](int64_t c0, int64_t c1) {
       if (act == Activation::Relu)
         backward_column_sums_loop<scalar_t, Activation::Relu>(gp, yp, outp, bp, rows, cols, c0, c1);
       else
