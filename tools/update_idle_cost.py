@@ -5,7 +5,7 @@
 The SGD momentum update of minidl.bench's MLP 784-1024-1024-10 (parameters and momentum buffers
 read and written, gradients read: 37 MB) runs after the CPU has spun for `gap` milliseconds without
 touching memory; a gap of 0 is the update run back to back. In the benchmark's training step
-about 14-15 ms pass between two updates (docs/benchmark.md, 1 thread). Each gap gets `repeats` updates in a row (so that each one
+about 15-16 ms pass between two updates (docs/benchmark.md, 1 thread). Each gap gets `repeats` updates in a row (so that each one
 follows an update with the same gap), the gaps in turn, `rounds` times; prints the median update
 time per gap, and writes every time to JSON with --json.
 """
