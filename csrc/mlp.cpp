@@ -49,8 +49,13 @@ at::Tensor activate_backward(const at::Tensor& grad, const at::Tensor& y, Activa
 // which adds in a cascade: row after row, a float32 sum of 2e7 ones would stop at 2^24.
 constexpr int64_t kRowByRow = 8192;
 
+// Whether add_column_sums_ takes the direct loop, which adds grad's rows in order.
+bool adds_rows_in_order(const at::Tensor& grad_bias, const at::Tensor& grad) {
+  return grad.is_cpu() && grad.is_contiguous() && grad_bias.is_contiguous() && grad.size(0) <= kRowByRow;
+}
+
 void add_column_sums_(at::Tensor& grad_bias, const at::Tensor& grad) {
-  if (!(grad.is_cpu() && grad.is_contiguous() && grad_bias.is_contiguous()) || grad.size(0) > kRowByRow) {
+  if (!adds_rows_in_order(grad_bias, grad)) {
     grad_bias.add_(grad.sum(0));
     return;
   }
@@ -72,11 +77,11 @@ void add_column_sums_(at::Tensor& grad_bias, const at::Tensor& grad) {
 // of the two passes it replaces: add_column_sums_ would add the rows in order, and grad_bias shares
 // no storage with what the layer reads or writes before its column sums (g, y, x, grad_weight).
 // Not where activate_backward would stream a new output: for outputs that big streaming pays more.
-bool fuses_column_sums(const at::Tensor& g, const at::Tensor& y, const at::Tensor& x, const at::Tensor& grad_weight,
-                       const at::Tensor& grad_bias, bool g_is_ours) {
-  return y.is_cpu() && y.is_contiguous() && g.is_contiguous() && grad_bias.is_contiguous() &&
-         y.size(0) <= kRowByRow && (g_is_ours || !cpu::new_output_streams(y)) && !grad_bias.is_alias_of(g) &&
-         !grad_bias.is_alias_of(y) && !grad_bias.is_alias_of(x) && !grad_bias.is_alias_of(grad_weight);
+bool fuses_column_sums(Activation act, const at::Tensor& g, const at::Tensor& y, const at::Tensor& x,
+                       const at::Tensor& grad_weight, const at::Tensor& grad_bias, bool g_is_ours) {
+  return act != Activation::None && adds_rows_in_order(grad_bias, g) && y.is_contiguous() &&
+         (g_is_ours || !cpu::new_output_streams(y)) && !grad_bias.is_alias_of(g) && !grad_bias.is_alias_of(y) &&
+         !grad_bias.is_alias_of(x) && !grad_bias.is_alias_of(grad_weight);
 }
 
 bool all_contiguous(std::initializer_list<const at::Tensor*> ts) {
@@ -193,7 +198,7 @@ void mlp_backward(const at::Tensor& grad_output, const at::Tensor& input, at::Te
       ours = true;
       continue;
     }
-    const bool fused = act != Activation::None && fuses_column_sums(g, y, x, gw, gb, ours);
+    const bool fused = fuses_column_sums(act, g, y, x, gw, gb, ours);
     if (fused) {
       at::Tensor out = ours ? g : cpu::empty_output_like(y);
       cpu::activation_backward_column_sums_(g, y, out, act, gb);  // one pass over g instead of two

@@ -247,6 +247,7 @@ class Sequential(Module):
             self._biases = [lin.bias for lin, _ in layers]
             self._grad_weights = [lin.grad_weight for lin, _ in layers]
             self._grad_biases = [lin.grad_bias for lin, _ in layers]
+            self._grads = self._grad_weights + self._grad_biases
             self._codes = [0 if act is None else self._ACTIVATION_CODES[type(act).__name__] for _, act in layers]
         return layers
 
@@ -321,7 +322,7 @@ class Sequential(Module):
     def zero_grad(self):
         if self._stack() is None:  # each module's gradients, without param()'s names and checks
             return _backend.ops.zero_([g for m in self.modules for _, g in m.param()])
-        _backend.ops.zero_(self._grad_weights + self._grad_biases)
+        _backend.ops.zero_(self._grads)
 
     def __getitem__(self, i):
         return self.modules[i]

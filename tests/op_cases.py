@@ -14,6 +14,17 @@ def linear_reference(x, w, b, gy):
     return y, x.grad, w.grad, (None if b is None else b.grad)
 
 
+def torch_linear(lin):
+    """A torch.nn.Linear with a minidl Linear's weights (and its dtype and device)."""
+    tl = torch.nn.Linear(lin.in_features, lin.out_features, bias=lin.bias is not None, dtype=lin.weight.dtype,
+                         device=lin.weight.device)
+    with torch.no_grad():
+        tl.weight.copy_(lin.weight)
+        if lin.bias is not None:
+            tl.bias.copy_(lin.bias)
+    return tl
+
+
 def autograd_reference(fn, x, gy):
     """fn(x) and its gradient with respect to x for the upstream gradient gy (None for a scalar), by torch autograd."""
     xr = x.clone().requires_grad_()

@@ -207,7 +207,8 @@ def test_update_idle_cost_tool(tmp_path):
     rows = [line.split("|") for line in run.stdout.splitlines() if line[:3] in ("| 0", "| 1")]
     assert [row[1].strip() for row in rows] == ["0", "1"], run.stdout
     data = json.loads(out.read_text())
-    n_params = sum(a * b + b for a, b in zip((784, 1024, 1024), (1024, 1024, 10)))
+    sizes = load_bench().MLP_SIZES
+    n_params = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
     assert data["bytes"] == 5 * 4 * n_params  # p and v read and written, g read
     assert {g: len(ts) for g, ts in data["times_s"].items()} == {"0.0": 2, "1.0": 2}
     bad = subprocess.run([sys.executable, str(tool), "--repeats", "0"], env=ENV, capture_output=True, text=True,

@@ -4,7 +4,7 @@ import torch
 
 import minidl as dl
 
-from op_cases import autograd_reference
+from op_cases import autograd_reference, torch_linear
 
 
 def disk_pair(dtype=torch.float64, device="cpu", acts=("relu", "tanh", "relu")):
@@ -14,12 +14,8 @@ def disk_pair(dtype=torch.float64, device="cpu", acts=("relu", "tanh", "relu")):
     sizes = [2, 25, 25, 25, 2]
     for i, (fin, fout) in enumerate(zip(sizes, sizes[1:])):
         lin = dl.Linear(fin, fout, dtype=dtype, device=device)
-        tl = torch.nn.Linear(fin, fout, dtype=dtype, device=device)
-        with torch.no_grad():
-            tl.weight.copy_(lin.weight)
-            tl.bias.copy_(lin.bias)
         mods.append(lin)
-        ref.append(tl)
+        ref.append(torch_linear(lin))
         if i < len(acts):
             mods.append(dl.ReLU() if acts[i] == "relu" else dl.Tanh())
             ref.append(torch.nn.ReLU() if acts[i] == "relu" else torch.nn.Tanh())

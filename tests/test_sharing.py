@@ -5,17 +5,7 @@ import torch
 
 import minidl as dl
 
-from op_cases import autograd_reference
-
-
-def twin(lin):
-    """A torch.nn.Linear with lin's weights."""
-    tl = torch.nn.Linear(lin.in_features, lin.out_features, bias=lin.bias is not None, dtype=lin.weight.dtype)
-    with torch.no_grad():
-        tl.weight.copy_(lin.weight)
-        if lin.bias is not None:
-            tl.bias.copy_(lin.bias)
-    return tl
+from op_cases import autograd_reference, torch_linear as twin
 
 
 def shared_nets(kind):

@@ -6,14 +6,14 @@ from .checks import (check_elementwise_backward, check_float, check_linear_backw
 
 
 def _plain(t):
-    """t without its autograd history: minidl never records a graph (the C++ kernels run under NoGradGuard)."""
-    return t.detach() if t.requires_grad else t
+    """t (or None) without its autograd history: minidl never records a graph (the C++ kernels run under NoGradGuard)."""
+    return t.detach() if t is not None and t.requires_grad else t
 
 
 def linear_forward(input, weight, bias):
     """y = input @ weight.T + bias."""
     check_linear_forward(input, weight, bias)
-    input, weight, bias = _plain(input), _plain(weight), (None if bias is None else _plain(bias))
+    input, weight, bias = _plain(input), _plain(weight), _plain(bias)
     if bias is None:
         return input.mm(weight.t())
     return bias.addmm(input, weight.t())
@@ -23,7 +23,7 @@ def linear_backward(grad_output, input, weight, grad_weight, grad_bias):
     """Return grad_input; add the weight and bias gradients into grad_weight and grad_bias."""
     check_linear_backward(grad_output, input, weight, grad_weight, grad_bias)
     grad_output, input, weight = _plain(grad_output), _plain(input), _plain(weight)
-    grad_weight, grad_bias = _plain(grad_weight), (None if grad_bias is None else _plain(grad_bias))
+    grad_weight, grad_bias = _plain(grad_weight), _plain(grad_bias)
     grad_weight.addmm_(grad_output.t(), input)
     if grad_bias is not None:
         grad_bias.add_(grad_output.sum(0))
@@ -76,7 +76,7 @@ def mlp_backward(grad_output, input, outputs, weights, grad_weights, grad_biases
     g, input = _plain(grad_output), _plain(input)
     outputs, weights = [_plain(y) for y in outputs], [_plain(w) for w in weights]
     grad_weights, grad_biases = [_plain(t) for t in grad_weights], [_plain(t) for t in grad_biases]
-    grad_input = None if grad_input is None else _plain(grad_input)
+    grad_input = _plain(grad_input)
     for k in reversed(range(len(weights))):
         y, a = outputs[k], activations[k]
         if a == 1:
