@@ -23,7 +23,7 @@ def _flag(name):
 
 def _write_build_info(torch_version, cuda):
     # minidl.backend compares this with the torch that imports it, before loading _C.
-    with open(os.path.join(HERE, "minidl", "_build_info.py"), "w") as f:
+    with open(os.path.join(HERE, "src", "minidl", "_build_info.py"), "w") as f:
         f.write('"""Written by setup.py: the torch this extension was compiled against."""\n')
         f.write(f"TORCH_VERSION = {torch_version!r}\nWITH_CUDA = {cuda!r}\n")
 
@@ -48,10 +48,10 @@ def _check_cxx_runtime(library):
 
 def _extensions():
     if _flag("MINIDL_NO_EXT"):
-        info = os.path.join(HERE, "minidl", "_build_info.py")
+        info = os.path.join(HERE, "src", "minidl", "_build_info.py")
         if os.path.exists(info):
             os.remove(info)
-        return [], {}
+        return [], {}, "torch>=2.4"
     import torch
     from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension
 
@@ -80,26 +80,17 @@ def _extensions():
         ext = CppExtension("minidl._C", sources, extra_compile_args=extra, extra_link_args=ldflags)
     _write_build_info(torch.__version__, with_cuda)
 
-    class BuildExtensionBesideSources(BuildExtension):
-        """Also copy the built extension into the checkout's minidl/, so that commands run from the
-        checkout (python -m minidl.bench, python -c "import minidl"), whose minidl/ shadows the
-        installed package, find the C++ kernels too."""
+    class BuildExtensionChecked(BuildExtension):
+        """BuildExtension, then the check that the library links libstdc++ dynamically."""
 
         def run(self):
             super().run()
             for e in self.extensions:
                 _check_cxx_runtime(self.get_ext_fullpath(e.name))
-            if self.inplace or sanitize:  # a sanitized build needs its runtime preloaded: keep it apart
-                return
-            for e in self.extensions:
-                built = self.get_ext_fullpath(e.name)
-                try:
-                    shutil.copyfile(built, os.path.join(HERE, "minidl", os.path.basename(built)))
-                except OSError as err:  # a read-only checkout: the installed package is complete anyway
-                    print(f"minidl: could not copy {built} into the checkout: {err}")
 
-    return [ext], {"build_ext": BuildExtensionBesideSources}
+    # Binary extensions of torch run only with the torch they were compiled against.
+    return [ext], {"build_ext": BuildExtensionChecked}, f"torch=={torch.__version__}"
 
 
-ext_modules, cmdclass = _extensions()
-setup(ext_modules=ext_modules, cmdclass=cmdclass)
+ext_modules, cmdclass, torch_requirement = _extensions()
+setup(ext_modules=ext_modules, cmdclass=cmdclass, install_requires=[torch_requirement])

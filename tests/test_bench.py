@@ -15,7 +15,7 @@ from minidl import backend
 
 from conftest import require_cpp, subprocess_env
 
-BENCH = pathlib.Path(__file__).resolve().parents[1] / "minidl" / "bench.py"
+BENCH = pathlib.Path(__file__).resolve().parents[1] / "src" / "minidl" / "bench.py"
 ENV = subprocess_env(MINIDL_BACKEND="auto")
 
 
@@ -199,7 +199,7 @@ def test_step_flops_count_what_torch_and_the_matmuls_variant_multiply(sizes, bat
 
 
 def test_update_idle_cost_tool(tmp_path):
-    tool = BENCH.parents[1] / "tools" / "update_idle_cost.py"
+    tool = BENCH.parents[2] / "tools" / "update_idle_cost.py"
     out = tmp_path / "idle.json"
     run = subprocess.run([sys.executable, str(tool), "--gaps", "0", "1", "--repeats", "2", "--rounds", "1",
                           "--json", str(out)], env=ENV, capture_output=True, text=True, timeout=120)

@@ -65,7 +65,7 @@ if ! stage "build (arch $TORCH_CUDA_ARCH_LIST)" 300 "$OUT/build.log" \
   printf '%s\n' "${STATUS[@]}"
   exit 1
 fi
-readelf -d minidl/_C*.so 2>/dev/null | grep -E "NEEDED.*(stdc|c10|cuda)" | tee -a "$OUT/build.log"
+readelf -d "$(cd /tmp && "$PY" -c "import minidl._C as c; print(c.__file__)")" 2>/dev/null | grep -E "NEEDED.*(stdc|c10|cuda)" | tee -a "$OUT/build.log"
 (cd /tmp && "$PY" -c "
 import torch, minidl
 print('backend', minidl.get_backend(), '| CUDA kernels:',

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build minidl._C with AddressSanitizer + UndefinedBehaviorSanitizer into a scratch directory and
 # run the op tests against that build. Touches neither the installed minidl, nor the repository's
-# build/ directory (only minidl/_build_info.py, which setup.py always writes; same torch version).
+# build/ directory (only src/minidl/_build_info.py, which setup.py always writes; same torch version).
 #
 #   tools/sanitize.sh [pytest args...]        e.g. tools/sanitize.sh -x -q
 #
@@ -25,7 +25,7 @@ echo "== building minidl._C with -fsanitize=$MINIDL_SANITIZE into $work"
     > "$work/build.log" 2>&1 || { cat "$work/build.log"; exit 1; }
 )
 # The pure-Python package next to the sanitized extension (no stale .so, no __pycache__).
-tar -C "$repo" -cf - --exclude=__pycache__ --exclude='*.so' minidl | tar -C "$work/lib" -xf -
+tar -C "$repo/src" -cf - --exclude=__pycache__ --exclude="*.so" minidl | tar -C "$work/lib" -xf -
 built=$(date +%s)
 echo "== build took $((built - start)) s"
 
