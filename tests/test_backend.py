@@ -1,5 +1,6 @@
 """Backend selection, the MINIDL_BACKEND variable, and the course's import rule for the fallback."""
 import ast
+import importlib.metadata
 import os
 import subprocess
 import sys
@@ -44,7 +45,7 @@ def test_missing_extension_explains_how_to_build(monkeypatch):
     monkeypatch.setattr(backend, "_cpp_error", "the C++ extension minidl._C is not built")
     previous = minidl.get_backend()
     try:
-        with pytest.raises(RuntimeError, match=r"cpp backend is unavailable .*not built.*pip install"):
+        with pytest.raises(RuntimeError, match=r"cpp backend is unavailable: .*not built.*pip install"):
             minidl.set_backend("cpp")
         with pytest.warns(UserWarning, match=r"pure-Python kernels because .*not built"):
             minidl.set_backend("auto")
@@ -52,6 +53,28 @@ def test_missing_extension_explains_how_to_build(monkeypatch):
     finally:
         monkeypatch.undo()
         minidl.set_backend(previous)
+
+
+def test_torch_mismatch_names_both_fixes(monkeypatch):
+    info = pytest.importorskip("minidl._build_info")
+    monkeypatch.setattr(info, "TORCH_VERSION", "0.0.1")
+    monkeypatch.setattr(backend, "_cpp", None)
+    monkeypatch.setattr(backend, "_cpp_error", None)
+    previous = minidl.get_backend()
+    try:
+        with pytest.raises(RuntimeError, match=r"compiled against torch 0\.0\.1 but torch .* is installed; either "
+                           r"`pip install torch==0\.0\.1`, or rebuild .*pip install --no-build-isolation \.`"):
+            minidl.set_backend("cpp")
+    finally:
+        monkeypatch.undo()
+        minidl.set_backend(previous)
+
+
+def test_installed_package_requires_the_torch_it_was_built_against():
+    """pip must not pair the extension with another torch: the runtime requirement is the build's torch."""
+    info = pytest.importorskip("minidl._build_info")
+    requires = importlib.metadata.requires("minidl") or []
+    assert f"torch=={info.TORCH_VERSION}" in [r.replace(" ", "") for r in requires], requires
 
 
 def _imports(path):

@@ -7,8 +7,7 @@ import torch
 
 from .kernels import python as _python
 
-_BUILD_HINT = ("build it with `pip install .` from the minidl checkout (or `pip install --no-build-isolation .` "
-               "to compile against the torch already installed)")
+_BUILD_HINT = "build it with `pip install .` from the minidl checkout (`pip install -e .` to work in the checkout)"
 
 ops = _python
 _name = "python"
@@ -28,13 +27,20 @@ def _load_cpp():
         return None
     if _build_info.TORCH_VERSION != torch.__version__:
         _cpp_error = (f"minidl._C was compiled against torch {_build_info.TORCH_VERSION} but torch "
-                      f"{torch.__version__} is installed")
+                      f"{torch.__version__} is installed; either `pip install torch=={_build_info.TORCH_VERSION}`, "
+                      f"or rebuild minidl against this torch with `pip install setuptools wheel ninja && "
+                      f"pip install --no-build-isolation .` from the checkout")
         return None
     try:
         _cpp = importlib.import_module("minidl.kernels.cpp")
     except (ImportError, OSError, RuntimeError) as e:
         _cpp_error = f"minidl._C failed to load: {e}"
     return _cpp
+
+
+def _hint():
+    """Why the extension did not load, and what to do about it."""
+    return _cpp_error if "pip install" in _cpp_error else f"{_cpp_error}; {_BUILD_HINT}"
 
 
 def cpp_available():
@@ -59,9 +65,9 @@ def set_backend(name):
     if cpp is not None:
         ops, _name = cpp, "cpp"
     elif name == "cpp":
-        raise RuntimeError(f"minidl: the cpp backend is unavailable ({_cpp_error}); {_BUILD_HINT}")
+        raise RuntimeError(f"minidl: the cpp backend is unavailable: {_hint()}")
     else:
-        warnings.warn(f"minidl: using the pure-Python kernels because {_cpp_error}; {_BUILD_HINT}", stacklevel=3)
+        warnings.warn(f"minidl: using the pure-Python kernels because {_hint()}", stacklevel=3)
         ops, _name = _python, "python"
 
 
