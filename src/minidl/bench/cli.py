@@ -1,4 +1,4 @@
-"""The command line: options, the run over thread counts and sections, the JSON file."""
+"""The command line: options, the --json check, the run over thread counts and sections, the JSON file."""
 import argparse
 import json
 import os
@@ -49,10 +49,27 @@ def parse_args(argv):
         if getattr(args, name) is not None and not getattr(args, name) > 0:
             p.error(f"--{name} must be positive, got {getattr(args, name)}")
     # The run takes minutes: a --json path that can't be written fails now, not after it.
-    folder = os.path.dirname(os.path.abspath(args.json))
-    if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
-        p.error(f"--json {args.json}: folder {folder} does not exist or is not writable")
+    problem = json_target_problem(args.json)
+    if problem:
+        p.exit(2, f"{p.prog}: error: --json {args.json}: {problem}\n")
     return args
+
+
+def json_target_problem(path):
+    """Why a results file cannot be written at path (None if it can), found by trying, as the run will."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        return f"folder {folder} does not exist"
+    if os.path.isdir(path):
+        return "is a folder; give a file name, e.g. " + os.path.join(path, "bench.json")
+    existed = os.path.exists(path)
+    try:  # creates the file, or opens it without changing it; a FIFO without a reader fails, not hangs
+        os.close(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK, 0o666))
+    except OSError as e:
+        return f"cannot be written ({e.strerror})"
+    if not existed:
+        os.remove(path)
+    return None
 
 
 def make_config(args):
