@@ -1,13 +1,15 @@
-"""python -m minidl.bench checks its --json target before timing anything."""
+"""python -m minidl.bench checks its --json target before timing anything, and prints no filesystem path."""
+import json
 import os
 import subprocess
 import sys
 
 import pytest
 
+import minidl
 import minidl.bench as bench
 
-from conftest import subprocess_env
+from conftest import PACKAGE_ROOT, subprocess_env
 
 # Tiny sizes, one section: a run that got past the checks would time for a second or two.
 FAST = ["--smoke", "--sections", "ceilings", "--repeats", "1", "--target", "0.001"]
@@ -53,3 +55,16 @@ def test_json_check_leaves_no_file_and_changes_none(tmp_path):
     for target in (new, old):
         bench.parse_args(["--json", str(target)])
     assert not new.exists() and old.read_text() == "earlier results"
+
+
+def test_header_names_versions_not_paths(tmp_path):
+    out = tmp_path / "b.json"
+    proc = run_bench(*FAST, "--json", "b.json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    head = proc.stdout.split("\n### ")[0]
+    info = json.loads(out.read_text())["machine"]
+    assert f"minidl {minidl.__version__}" in head and info["minidl"] == minidl.__version__
+    assert f"torch {info['torch']}" in head and info["cpu"] in head and "threads 1" in head
+    for place in (str(PACKAGE_ROOT), os.path.dirname(minidl.__file__), str(tmp_path)):
+        assert place not in proc.stdout and place not in json.dumps(info), place
+    assert proc.stdout.rstrip().endswith("wrote b.json")

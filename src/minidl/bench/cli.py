@@ -134,5 +134,5 @@ def main(argv=None):
                "results": results, "loss_checks": checks, "elapsed_s": elapsed}
     with open(args.json, "w") as f:
         json.dump(summary, f, indent=1)
-    print(f"\nran in {elapsed:.0f} s; wrote {os.path.abspath(args.json)}")
+    print(f"\nran in {elapsed:.0f} s; wrote {args.json}")
     return 0

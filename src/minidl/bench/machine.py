@@ -38,7 +38,7 @@ def machine_info(device, threads):
     """What ran where: CPU, cores, torch, minidl version and backends, threads, date."""
     info = {
         "cpu": cpu_model(), "cores": os.cpu_count(), "python": platform.python_version(),
-        "torch": torch.__version__, "minidl": minidl.__version__, "minidl_file": os.path.dirname(minidl.__file__),
+        "torch": torch.__version__, "minidl": minidl.__version__,
         "cpp_available": minidl.cpp_available(), "cpp_error": cpp_error(), "device": device,
         "threads": threads, "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
     }
@@ -52,7 +52,7 @@ def header(info):
     cpp = "yes" if info["cpp_available"] else f"no ({info['cpp_error']})"
     lines = ["# minidl benchmark", "",
              f"- CPU: {info['cpu']}, {info['cores']} cores" + (f"; GPU: {info['gpu']}" if "gpu" in info else ""),
-             f"- torch {info['torch']}, Python {info['python']}, minidl {info['minidl']} ({info['minidl_file']})",
+             f"- torch {info['torch']}, Python {info['python']}, minidl {info['minidl']}",
              f"- minidl backends: cpp {cpp}; python yes",
              f"- device {info['device']}, threads {','.join(map(str, info['threads']))}, {info['date']}"]
     return "\n".join(lines)
