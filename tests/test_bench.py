@@ -204,3 +204,20 @@ def test_update_idle_cost_tool(tmp_path):
     bad = subprocess.run([sys.executable, str(tool), "--repeats", "0"], env=ENV, capture_output=True, text=True,
                          timeout=60)
     assert bad.returncode == 2 and "--repeats, --rounds and --threads must be positive" in bad.stderr
+
+
+@pytest.mark.parametrize("act", [minidl.ReLU, minidl.Tanh])
+def test_calls_section_gives_mlp_forward_the_network_as_its_module_does(act):
+    """The calls section builds mlp_forward's arguments from the public Linear attributes and the
+    op's activation codes: the op then computes what the network's own forward does."""
+    require_cpp()
+    torch.manual_seed(0)
+    net = minidl.Sequential(minidl.Linear(3, 5), act(), minidl.Linear(5, 4), act(), minidl.Linear(4, 2))
+    x, previous = torch.randn(7, 3), minidl.get_backend()
+    minidl.set_backend("cpp")  # the same kernels both ways
+    try:
+        with torch.no_grad():
+            outputs = torch.ops.minidl.mlp_forward.default(x, *bench.mlp_arguments(net))
+            assert torch.equal(outputs[-1], net.forward(x))
+    finally:
+        minidl.set_backend(previous)
