@@ -1,5 +1,4 @@
 """The benchmark command runs end to end on tiny sizes and writes well-formed JSON (no timing assertions)."""
-import importlib.util
 import json
 import os
 import pathlib
@@ -11,18 +10,20 @@ import pytest
 import torch
 
 import minidl
+import minidl.bench as bench
 from minidl import backend
+from minidl.bench.machine import cpp_error
 
 from conftest import require_cpp, subprocess_env
 
-BENCH = pathlib.Path(__file__).resolve().parents[1] / "src" / "minidl" / "bench.py"
+REPO = pathlib.Path(__file__).resolve().parents[1]
 ENV = subprocess_env(MINIDL_BACKEND="auto")
 
 
 def run_bench(*args, cwd=None):
-    """Run the repository's bench.py in a subprocess."""
-    return subprocess.run([sys.executable, str(BENCH), *args], cwd=cwd, env=ENV, capture_output=True, text=True,
-                          timeout=120)
+    """Run python -m minidl.bench (this process's minidl) in a subprocess."""
+    return subprocess.run([sys.executable, "-m", "minidl.bench", *args], cwd=cwd, env=ENV, capture_output=True,
+                          text=True, timeout=120)
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +38,7 @@ def smoke(tmp_path_factory):
 def expected_variants():
     """cpp is compared only where the extension loads; CI (MINIDL_REQUIRE_EXT=1) requires it."""
     if os.environ.get("MINIDL_REQUIRE_EXT") == "1":
-        assert backend.cpp_available(), backend._cpp_error
+        assert backend.cpp_available(), cpp_error()
     return {"python", "torch"} | ({"cpp"} if backend.cpp_available() else set())
 
 
@@ -111,17 +112,8 @@ def test_training_losses_agree(smoke):
     assert stdout.count("loss check") == len(checks) and "MISMATCH" not in stdout
 
 
-def load_bench():
-    """The repository's bench.py as a module, for in-process calls."""
-    spec = importlib.util.spec_from_file_location("minidl_bench_under_test", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_sections_option_in_process(tmp_path, capsys):
-    bench, out = load_bench(), tmp_path / "b.json"
+    out = tmp_path / "b.json"
     threads, backend_name = torch.get_num_threads(), minidl.get_backend()
     assert bench.main(["--smoke", "--sections", "train", "--json", str(out)]) == 0
     assert (torch.get_num_threads(), minidl.get_backend()) == (threads, backend_name)  # restored
@@ -143,14 +135,14 @@ def test_sections_option_in_process(tmp_path, capsys):
 ])
 def test_bad_options_rejected_before_running(argv, message, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        load_bench().parse_args(argv)
+        bench.parse_args(argv)
     assert exit_info.value.code == 2 and message in capsys.readouterr().err
 
 
 def test_calibrate_does_not_trust_a_slow_first_call():
     """A first call that pays for set-up (on a GPU: cuBLAS handles, lazy kernel loading) must not
     make every later measurement a single call, which would time the device synchronisation."""
-    calibrate = load_bench().calibrate
+    calibrate = bench.calibrate
     calls = []
 
     def fn():
@@ -165,7 +157,6 @@ def test_calibrate_does_not_trust_a_slow_first_call():
 def test_measure_times_no_call_that_follows_another_variant():
     """A call right after another variant's is slow (its data left the caches): each timed loop
     follows an untimed call of its own variant, so the medians are the steady calls' time."""
-    bench = load_bench()
     last = [None]
 
     def variant(name):
@@ -185,7 +176,6 @@ def test_step_flops_count_what_torch_and_the_matmuls_variant_multiply(sizes, bat
     """step_flops, the "matmuls alone" variant and torch's own training step (whose input needs no
     gradient) all count the same matrix products, as torch's FlopCounterMode sees them."""
     from torch.utils.flop_counter import FlopCounterMode
-    bench = load_bench()
     torch_step = bench.torch_step_fn(bench.torch_copy(bench.build_minidl_net(sizes, "cpu", 0)),
                                      torch.rand(batch, sizes[0]), torch.rand(batch, sizes[-1]))
     # FlopCounterMode has formulas for addmm, not for the in-place addmm_ that accumulates a gradient.
@@ -199,7 +189,7 @@ def test_step_flops_count_what_torch_and_the_matmuls_variant_multiply(sizes, bat
 
 
 def test_update_idle_cost_tool(tmp_path):
-    tool = BENCH.parents[2] / "tools" / "update_idle_cost.py"
+    tool = REPO / "tools" / "update_idle_cost.py"
     out = tmp_path / "idle.json"
     run = subprocess.run([sys.executable, str(tool), "--gaps", "0", "1", "--repeats", "2", "--rounds", "1",
                           "--json", str(out)], env=ENV, capture_output=True, text=True, timeout=120)
@@ -207,10 +197,27 @@ def test_update_idle_cost_tool(tmp_path):
     rows = [line.split("|") for line in run.stdout.splitlines() if line[:3] in ("| 0", "| 1")]
     assert [row[1].strip() for row in rows] == ["0", "1"], run.stdout
     data = json.loads(out.read_text())
-    sizes = load_bench().MLP_SIZES
+    sizes = bench.MLP_SIZES
     n_params = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
     assert data["bytes"] == 5 * 4 * n_params  # p and v read and written, g read
     assert {g: len(ts) for g, ts in data["times_s"].items()} == {"0.0": 2, "1.0": 2}
     bad = subprocess.run([sys.executable, str(tool), "--repeats", "0"], env=ENV, capture_output=True, text=True,
                          timeout=60)
     assert bad.returncode == 2 and "--repeats, --rounds and --threads must be positive" in bad.stderr
+
+
+@pytest.mark.parametrize("act", [minidl.ReLU, minidl.Tanh])
+def test_calls_section_gives_mlp_forward_the_network_as_its_module_does(act):
+    """The calls section builds mlp_forward's arguments from the public Linear attributes and the
+    op's activation codes: the op then computes what the network's own forward does."""
+    require_cpp()
+    torch.manual_seed(0)
+    net = minidl.Sequential(minidl.Linear(3, 5), act(), minidl.Linear(5, 4), act(), minidl.Linear(4, 2))
+    x, previous = torch.randn(7, 3), minidl.get_backend()
+    minidl.set_backend("cpp")  # the same kernels both ways
+    try:
+        with torch.no_grad():
+            outputs = torch.ops.minidl.mlp_forward.default(x, *bench.mlp_arguments(net))
+            assert torch.equal(outputs[-1], net.forward(x))
+    finally:
+        minidl.set_backend(previous)

@@ -8,11 +8,10 @@
 # Options (environment): PYTHON (default python3), DEADLINE seconds for the whole run (default
 # 570; each stage gets what is left, so a slow stage cannot eat the logs of the ones before it),
 # MINIDL_MNIST_DIR (full MNIST in IDX format, for the pairs study; skipped without it),
-# TORCH_CUDA_ARCH_LIST (default: the visible GPU's). Wheels in .whl/ (e.g. mlxtend, where the
-# machine lacks it; *.whl is git-ignored, so pass .whl in the device tool's `carry`) are installed
-# into /tmp/site first. Where Python's configured compiler links
-# libstdc++ statically (this workplace's GPU image, /opt/gcc), setup.py stops and says so: run with
-# CC=gcc CXX=g++ LDSHARED="gcc -shared" to build with the system compiler.
+# TORCH_CUDA_ARCH_LIST (default: the visible GPU's). Wheels in .whl/ (e.g. mlxtend, on a machine
+# without a package index; *.whl is git-ignored) are installed into a temporary folder first.
+# Where Python's configured compiler links libstdc++ statically, setup.py stops and says so: run
+# with CC=gcc CXX=g++ LDSHARED="gcc -shared" to build with the system compiler.
 set -u
 PY=${PYTHON:-python3}
 OUT=${OUT:-$(mktemp -d)}
@@ -53,7 +52,8 @@ stage() {
 cat "$OUT/env.log"
 
 if compgen -G ".whl/*.whl" >/dev/null; then
-  "$PY" -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
+  SITE=$(mktemp -d)
+  "$PY" -m pip install -q --no-index --no-deps --no-compile --target "$SITE" .whl/*.whl && export PYTHONPATH=$SITE${PYTHONPATH:+:$PYTHONPATH}
 fi
 
 if [[ -z ${TORCH_CUDA_ARCH_LIST:-} ]]; then
@@ -65,8 +65,8 @@ if ! stage "build (arch $TORCH_CUDA_ARCH_LIST)" 300 "$OUT/build.log" \
   printf '%s\n' "${STATUS[@]}"
   exit 1
 fi
-readelf -d "$(cd /tmp && "$PY" -c "import minidl._C as c; print(c.__file__)")" 2>/dev/null | grep -E "NEEDED.*(stdc|c10|cuda)" | tee -a "$OUT/build.log"
-(cd /tmp && "$PY" -c "
+readelf -d "$(cd "$OUT" && "$PY" -c "import minidl._C as c; print(c.__file__)")" 2>/dev/null | grep -E "NEEDED.*(stdc|c10|cuda)" | tee -a "$OUT/build.log"
+(cd "$OUT" && "$PY" -c "
 import torch, minidl
 print('backend', minidl.get_backend(), '| CUDA kernels:',
       all(torch._C._dispatch_has_kernel_for_dispatch_key(f'minidl::{op}', 'CUDA')
@@ -82,7 +82,7 @@ stage "examples/disk.py --device cuda" 60 "$OUT/extras.log" \
 if [[ -n ${MINIDL_MNIST_DIR:-} ]]; then
   stage "pairs study on cuda" 90 "$OUT/extras.log" \
     "$PY" -m minidl.pairs --device cuda --data-dir "$MINIDL_MNIST_DIR" --rounds 2 --models convnet,siamese_aux \
-    --quiet --out /tmp/pairs-cuda
+    --quiet --out "$OUT/pairs-cuda"
 fi
 stage "python -m minidl.bench --device cuda" 240 "$OUT/bench_cuda.md" \
   "$PY" -m minidl.bench --device cuda --json "$OUT/bench_cuda.json"
