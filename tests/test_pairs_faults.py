@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 
 from minidl.pairs import study
@@ -95,10 +96,11 @@ def group_is_gone(group, timeout=30):
     return False
 
 
-def test_ctrl_c_prints_one_line_exits_130_and_stops_the_workers(tmp_path):
+@pytest.mark.parametrize("jobs", ["1", "2"])  # runs in this process, or in workers
+def test_ctrl_c_prints_one_line_exits_130_and_stops_the_workers(tmp_path, jobs):
     out = tmp_path / "out"
     longer = [*STUDY, "--rounds", "20", "--epochs", "3", "--n-pairs", "1000"]
-    process = subprocess.Popen([sys.executable, "-m", "minidl.pairs", *longer, "--jobs", "2",
+    process = subprocess.Popen([sys.executable, "-m", "minidl.pairs", *longer, "--jobs", jobs,
                                 "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True, env=env(), cwd=PACKAGE_ROOT, start_new_session=True)
     try:

@@ -48,7 +48,7 @@ def finished_runs(args, config):
     return runs
 
 
-def resolve_threads(args, parser):
+def resolve_threads(args):
     """--threads as given, else the resumed study's (its results depend on it), else the default."""
     if args.threads is None and args.resume:
         try:
@@ -72,7 +72,7 @@ def check_data(args, parser):
 def prepare(args, parser):
     """Validate everything that can be checked before training, in the locked --out; return
     (config, finished runs)."""
-    resolve_threads(args, parser)
+    resolve_threads(args)
     config = study_config(args)
     try:
         config.validate()

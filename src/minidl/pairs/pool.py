@@ -34,18 +34,20 @@ def _describe_exit(code):
 def _work(fn, conn):
     """Worker loop: receive a task, send ('done', result) or ('error', exception); None ends it."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
-    while True:
-        task = conn.recv()
-        if task is None:
-            return
-        try:
-            reply = ("done", fn(task))
-        except Exception as e:  # sent back, raised in the parent
-            reply = ("error", e)
-        try:
-            conn.send(reply)
-        except Exception:  # an exception that does not pickle: send its text
-            conn.send(("error", TaskError("".join(traceback.format_exception(reply[1])))))
+    try:
+        for task in iter(conn.recv, None):
+            try:
+                reply = ("done", fn(task))
+            except Exception as e:  # sent back, raised in the parent
+                reply = ("error", e)
+            try:
+                conn.send(reply)
+            except (OSError, EOFError):
+                raise
+            except Exception:  # an exception that does not pickle: send its text
+                conn.send(("error", TaskError("".join(traceback.format_exception(reply[1])))))
+    except (OSError, EOFError):  # the parent is gone (killed): nobody wants the result
+        return
 
 
 def _start(context, fn, jobs):
@@ -97,14 +99,14 @@ def run_in_processes(fn, tasks, jobs, name=str):
     pending = list(reversed(tasks))
     workers = _start(context, fn, min(jobs, len(tasks)))
     running = {}  # connection -> (process, task)
+
+    def give_next(conn, process):
+        """Send the worker its next task, or None to end it."""
+        if pending:
+            running[conn] = (process, pending.pop())
+        conn.send(running[conn][1] if conn in running else None)
+
     try:
-
-        def give_next(conn, process):
-            """Send the worker its next task, or None to end it."""
-            if pending:
-                running[conn] = (process, pending.pop())
-            conn.send(running[conn][1] if conn in running else None)
-
         for process, conn in workers:
             give_next(conn, process)
         while running:
