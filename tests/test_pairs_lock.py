@@ -49,10 +49,12 @@ def test_a_second_study_on_a_folder_in_use_fails_at_once_naming_the_holder(tmp_p
 def test_each_run_records_the_fingerprint_of_its_options(tmp_path):
     assert tiny(tmp_path / "a") == 0 and tiny(tmp_path / "b", "--lr", "0.01") == 0
     assert tiny(tmp_path / "c", "--rounds", "3", "--models", "mlp,convnet") == 0
-    stamp = lambda out: {json.loads(line)["options"] for line in complete_lines(out / RUNS_FILE)}
+    stamp = lambda out: {json.loads(line)["fingerprint"] for line in complete_lines(out / RUNS_FILE)}
     config = lambda out: json.loads((out / CONFIG_FILE).read_text())["fingerprint"]
     assert stamp(tmp_path / "a") == {config(tmp_path / "a")}
     assert config(tmp_path / "a") != config(tmp_path / "b")  # lr decides the results
+    options = json.loads(complete_lines(tmp_path / "b" / RUNS_FILE)[0])["options"]
+    assert options["train.lr"] == 0.01 and options["threads"] == 1 and "rounds" not in options
     assert config(tmp_path / "a") == config(tmp_path / "c")  # rounds and models do not decide a run's
     assert untimed(load(tmp_path / "a"))["runs"] == untimed(load(tmp_path / "c"))["runs"][::2][:2]
 
@@ -69,8 +71,9 @@ def test_resume_refuses_a_run_recorded_under_other_options(tmp_path, capsys):
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     expected = json.loads((tmp_path / "a" / CONFIG_FILE).read_text())["fingerprint"]
-    assert (f"{tmp_path / 'a' / RUNS_FILE} line 3: mlp round 2 was recorded under other options "
-            f"(fingerprint {json.loads(stranger)['options']}) than this study's ({expected})") in err
+    assert (f"{tmp_path / 'a' / RUNS_FILE} line 3: mlp round 2 was recorded under other options than "
+            f"this study's (seed: stored 1, now 0; fingerprint {json.loads(stranger)['fingerprint']}, "
+            f"now {expected}): it comes from another study") in err
 
 
 def test_resume_refuses_a_run_recorded_twice(tmp_path, capsys):

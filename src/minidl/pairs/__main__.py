@@ -9,8 +9,8 @@ from .idx import DataFileError
 from .lock import OutFolderError, locked_folder
 from .options import default_threads, missing_message, missing_modules, parse_args, study_config
 from .pool import WorkerDiedError
-from .store import (RUNS_FILE, append_run, check_out_dir, check_resumable, check_runs, fingerprint,
-                    load_config, read_runs, start_study)
+from .store import (RUNS_FILE, append_run, check_out_dir, check_resumable, check_runs, load_config,
+                    read_runs, start_study)
 from .study import markdown_table, run_study, summarise, write_results
 
 
@@ -90,12 +90,11 @@ def run_recorded(args, config, finished):
     """Run the study, each new run appended to --out's rounds.jsonl as it ends; return all runs."""
     from tqdm import tqdm
 
-    options = fingerprint(config)
     todo = args.rounds * len(args.models) - len(finished)
     with tqdm(total=todo * args.epochs, unit="epoch", disable=args.quiet, file=sys.stderr,
               desc=f"{len(args.models)} models x {args.rounds} rounds") as bar:
         return run_study(config, progress=bar.update, finished=finished,
-                         record=lambda run: append_run(args.out, run, options))
+                         record=lambda run: append_run(args.out, run, config))
 
 
 def study(args, parser):

@@ -107,12 +107,17 @@ def study_settings(config):
     return settings
 
 
-def fingerprint(config):
-    """A short hash of the options that decide one run's figures (besides its model and round)."""
+def run_options(config):
+    """The options that decide one run's figures besides its model and round, flattened."""
     settings = _flatten(study_settings(config))
     for key in NOT_IN_FINGERPRINT:
         settings.pop(key)
-    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+    return settings
+
+
+def fingerprint(config):
+    """A short hash of run_options(CONFIG)."""
+    return hashlib.sha256(json.dumps(run_options(config), sort_keys=True).encode()).hexdigest()[:16]
 
 
 def config_record(config):
@@ -243,26 +248,28 @@ def check_runs(out_dir, runs, config):
     """Raise StudyStateError on a run recorded twice or under other options than CONFIG's."""
     path, expected, seen = Path(out_dir) / RUNS_FILE, fingerprint(config), set()
     for number, run in enumerate(runs, 1):
-        key = (run["model"], run["round"])
-        if key in seen:
-            raise StudyStateError(f"{path} line {number}: {run['model']} round {run['round']} "
-                                  f"is recorded twice (two studies wrote to this folder)")
-        seen.add(key)
-        if run.get("options") != expected:
+        where = f"{path} line {number}: {run['model']} round {run['round']}"
+        if (run["model"], run["round"]) in seen:
+            raise StudyStateError(f"{where} is recorded twice (two studies wrote to this folder)")
+        seen.add((run["model"], run["round"]))
+        if run.get("fingerprint") != expected:
+            recorded = run.get("options")
+            differences = config_differences(recorded, run_options(config)) if recorded else []
             raise StudyStateError(
-                f"{path} line {number}: {run['model']} round {run['round']} was recorded under "
-                f"other options (fingerprint {run.get('options')}) than this study's ({expected}), "
-                f"although {CONFIG_FILE} agrees with this study: it comes from another study; "
+                f"{where} was recorded under other options than this study's "
+                f"({'; '.join(differences) or 'options not recorded'}; fingerprint "
+                f"{run.get('fingerprint')}, now {expected}): it comes from another study; "
                 f"remove it, or start afresh with --overwrite")
 
 
-def append_run(out_dir, run, options=None):
-    """Add RUN, stamped with its OPTIONS fingerprint (see fingerprint) and the time it was recorded,
-    as one line of rounds.jsonl, durably."""
+def append_run(out_dir, run, config=None):
+    """Add RUN, stamped with the options of CONFIG that decide it (and their fingerprint) and the
+    time it was recorded, as one line of rounds.jsonl, durably."""
     path = Path(out_dir) / RUNS_FILE
     new = not path.exists()
     stamp = datetime.now(timezone.utc).isoformat(timespec="microseconds")
-    run = run if options is None else {**run, "options": options}
+    if config is not None:
+        run = {**run, "fingerprint": fingerprint(config), "options": run_options(config)}
     line = json_text({**run, "recorded_at": stamp}) + "\n"
     with open(path, "a", encoding="utf-8") as f:
         f.write(line)
