@@ -1,6 +1,7 @@
 """One study per --out at a time, and --resume only with runs recorded under the same options."""
 
 import json
+import socket
 import subprocess
 import sys
 
@@ -37,7 +38,8 @@ def test_a_second_study_on_a_folder_in_use_fails_at_once_naming_the_holder(tmp_p
         capsys.readouterr()
         assert tiny(out, flag, "--rounds", "3") == 2
         assert capsys.readouterr().err == (
-            f"python -m minidl.pairs: error: --out {out} is in use by another study (pid {holder.pid}); "
+            f"python -m minidl.pairs: error: --out {out} is in use by another study (pid {holder.pid} on "
+            f"{socket.gethostname()}); "
             "wait for it to end, or choose another --out\n")
         assert (out / RUNS_FILE).read_bytes() == before  # nothing deleted, nothing added
     finally:

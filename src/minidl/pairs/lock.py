@@ -4,6 +4,7 @@ import contextlib
 import errno
 import fcntl
 import os
+import socket
 from pathlib import Path
 
 LOCK_FILE = "study.lock"
@@ -14,9 +15,9 @@ class OutFolderError(RuntimeError):
 
 
 def _holder(path):
-    """The pid the holder wrote into the lock file, as text ('unknown' if unreadable)."""
+    """'PID on HOST' as the holder wrote it into the lock file ('unknown' if unreadable)."""
     try:
-        return Path(path).read_text(encoding="ascii").strip() or "unknown"
+        return Path(path).read_text(encoding="utf-8").strip() or "unknown"
     except (OSError, UnicodeDecodeError):
         return "unknown"
 
@@ -45,7 +46,8 @@ def _acquire(path):
 
 @contextlib.contextmanager
 def locked_folder(out_dir):
-    """Create OUT_DIR, hold its lock file (with this pid in it) until the block ends, then remove it."""
+    """Create OUT_DIR, hold its lock file (with this pid and host in it, for a folder shared between
+    machines) until the block ends, then remove it."""
     out_dir = Path(out_dir)
     path = out_dir / LOCK_FILE
     if out_dir.exists() and not out_dir.is_dir():
@@ -58,7 +60,7 @@ def locked_folder(out_dir):
                              f"({e.strerror or e})") from None
     try:
         os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode("ascii"))
+        os.write(fd, f"{os.getpid()} on {socket.gethostname()}\n".encode())
         yield path
     finally:
         # unlink while still locked: a process that opened the old file then sees it is gone
