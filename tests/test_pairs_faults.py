@@ -1,5 +1,6 @@
 """A study under faults: a worker process that dies mid-run, and Ctrl-C."""
 
+import contextlib
 import json
 import os
 import signal
@@ -111,13 +112,33 @@ def test_ctrl_c_prints_one_line_exits_130_and_stops_the_workers(tmp_path, jobs):
             time.sleep(0.01)
         os.killpg(process.pid, signal.SIGINT)  # as Ctrl-C in a terminal: the whole process group
         _, err = process.communicate(timeout=60)
+        assert group_is_gone(process.pid), "a worker process outlived the study"
     finally:
-        if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):  # whatever is left of a failed test
             os.killpg(process.pid, signal.SIGKILL)
     assert process.returncode == 130, err
     kept = len(complete_lines(out / RUNS_FILE))
     assert 1 <= kept < 40, "the study ended before Ctrl-C"
     assert err.strip().splitlines() == [
         f"interrupted; {kept} finished run(s) are kept in {out / RUNS_FILE}; rerun with --resume to finish"]
-    assert group_is_gone(process.pid), "a worker process outlived the study"
     assert not (out / "study.lock").exists()
+
+
+def test_workers_of_a_killed_study_end_quietly(tmp_path):
+    out = tmp_path / "out"
+    process = subprocess.Popen([sys.executable, "-m", "minidl.pairs", *STUDY, "--rounds", "20", "--jobs", "2",
+                                "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, env=env(), cwd=PACKAGE_ROOT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not complete_lines(out / RUNS_FILE):
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, "no run recorded in time"
+            time.sleep(0.01)
+        process.kill()  # the study alone, as the OOM killer would: its workers lose their parent
+        _, err = process.communicate(timeout=120)  # ends when the workers close their stderr
+        assert group_is_gone(process.pid), "a worker process outlived its study"
+    finally:
+        with contextlib.suppress(ProcessLookupError):  # whatever is left of a failed test
+            os.killpg(process.pid, signal.SIGKILL)
+    assert "Traceback" not in err, err  # before: BrokenPipeError from each worker's next reply
