@@ -14,6 +14,7 @@ import torch
 
 from minidl.pairs import study
 from minidl.pairs.__main__ import main
+from minidl.pairs.pool import TaskError, run_in_processes
 from minidl.pairs.store import RUNS_FILE
 
 from conftest import PACKAGE_ROOT, subprocess_env
@@ -31,6 +32,17 @@ def run_one_or_die(task, progress=None):
     if (name, round_index) == ("convnet", 1):
         os.kill(os.getpid(), signal.SIGKILL)
     return RUN_ONE(task, progress)
+
+
+def square_or_fail(x):
+    """x * x; 3 raises a ValueError, 4 an exception that cannot be pickled back."""
+    if x == 3:
+        raise ValueError("three")
+    if x == 4:
+        error = RuntimeError("four")
+        error.unpicklable = lambda: None
+        raise error
+    return x * x
 
 
 # python -c DRIVER ARGS: the study, with worker processes that run run_one_or_die
@@ -142,3 +154,15 @@ def test_workers_of_a_killed_study_end_quietly(tmp_path):
         with contextlib.suppress(ProcessLookupError):  # whatever is left of a failed test
             os.killpg(process.pid, signal.SIGKILL)
     assert "Traceback" not in err, err  # before: BrokenPipeError from each worker's next reply
+
+
+@pytest.mark.parametrize("tasks, error, message", [
+    ([1, 2, 3], ValueError, "^three$"),
+    ([1, 2, 4], TaskError, r"(?s)^Traceback .*RuntimeError: four\n$"),
+])
+def test_a_task_error_in_a_worker_is_raised_in_the_parent(tasks, error, message):
+    results = []
+    with pytest.raises(error, match=message):
+        for result in run_in_processes(square_or_fail, tasks, jobs=2):
+            results.append(result)
+    assert set(results) <= {1, 4}

@@ -4,6 +4,7 @@ multiprocessing.Pool never notices a dead worker and waits forever for its task;
 has its own pipe and the parent also waits on the worker's exit, so it knows which task was lost."""
 
 import multiprocessing
+import pickle
 import signal
 import traceback
 from multiprocessing.connection import wait
@@ -39,15 +40,19 @@ def _work(fn, conn):
             try:
                 reply = ("done", fn(task))
             except Exception as e:  # sent back, raised in the parent
-                reply = ("error", e)
-            try:
-                conn.send(reply)
-            except (OSError, EOFError):
-                raise
-            except Exception:  # an exception that does not pickle: send its text
-                conn.send(("error", TaskError("".join(traceback.format_exception(reply[1])))))
+                reply = ("error", _sendable(e))
+            conn.send(reply)
     except (OSError, EOFError):  # the parent is gone (killed): nobody wants the result
         return
+
+
+def _sendable(error):
+    """ERROR itself if it pickles, else a TaskError holding its traceback's text."""
+    try:
+        pickle.dumps(error)
+        return error
+    except Exception:
+        return TaskError("".join(traceback.format_exception(type(error), error, error.__traceback__)))
 
 
 def _start(context, fn, jobs):
