@@ -166,3 +166,13 @@ def test_a_task_error_in_a_worker_is_raised_in_the_parent(tasks, error, message)
         for result in run_in_processes(square_or_fail, tasks, jobs=2):
             results.append(result)
     assert set(results) <= {1, 4}
+
+
+def test_a_study_in_this_process_gives_back_its_thread_count(tmp_path, capsys):
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)  # whatever the host has: the study runs at 1, then must restore 2
+    try:
+        assert main([*STUDY, "--rounds", "1", "--jobs", "1", "--out", str(tmp_path)]) == 0
+        assert torch.get_num_threads() == 2  # before: left at 1 for every later test in the process
+    finally:
+        torch.set_num_threads(threads)

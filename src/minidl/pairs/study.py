@@ -54,17 +54,28 @@ def round_seed(seed, round_index):
     return seed * 1000 + round_index
 
 
+@contextlib.contextmanager
+def torch_threads(count):
+    """Run the block with COUNT torch threads, then give the caller back its own count."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
 def run_one(task, progress=None):
     """Train one model for one round; TASK is (name, round, StudyConfig)."""
     name, round_index, config = task
-    torch.set_num_threads(config.threads)
     seed = round_seed(config.seed, round_index)
     data = generate_pair_sets(config.n_pairs, seed=seed, data_dir=config.data_dir)
     with torch.random.fork_rng(devices=[]):  # same init per (model, seed); caller's RNG untouched
         torch.manual_seed(seed)
         model = build_model(name)
     try:
-        result = train_model(model, data, config.train, seed=seed, progress=progress)
+        with torch_threads(config.threads):  # the figures depend on it
+            result = train_model(model, data, config.train, seed=seed, progress=progress)
     except FloatingPointError as e:  # say which run failed
         raise FloatingPointError(f"{name} round {round_index} (seed {seed}): {e}") from None
     return {"model": name, "round": round_index, "seed": seed,
