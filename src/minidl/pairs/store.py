@@ -1,7 +1,9 @@
 """A study's output folder: its configuration, one durable JSON line per finished run, atomic files."""
 
 import contextlib
+import hashlib
 import json
+import math
 import os
 import tempfile
 import warnings
@@ -17,8 +19,12 @@ STUDY_FILES = (CONFIG_FILE, RUNS_FILE, "results.json", "results.csv", "results.m
                "test_error_boxplot.png", "learning_curves.png")
 RUN_KEYS = ("model", "round", "seed", "parameters", "train_error", "test_error", "seconds",
             "train_loss_curve", "train_error_curve", "test_error_curve")
-EXECUTION_KEYS = ("jobs", "threads")  # how a study runs, not what it computes: free to change
+# How a study runs, not what it computes: free to change. Not threads: torch's conv and BLAS kernels
+# split their sums by thread, so a run's figures depend on the thread count.
+EXECUTION_KEYS = ("jobs",)
 FREE_ON_RESUME = ("train.check_finite",)  # changes no finished (finite) run
+# what does not decide one run's figures, left out of its options fingerprint
+NOT_IN_FINGERPRINT = ("models", "rounds", *FREE_ON_RESUME)
 
 
 class StudyStateError(ValueError):
@@ -70,6 +76,22 @@ def atomic_open(path, mode="w", **kwargs):
     _fsync_dir(path.parent)
 
 
+def finite_json(data):
+    """DATA with every NaN or infinity replaced by None (JSON has no such numbers)."""
+    if isinstance(data, float) and not math.isfinite(data):
+        return None
+    if isinstance(data, dict):
+        return {key: finite_json(value) for key, value in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [finite_json(value) for value in data]
+    return data
+
+
+def json_text(data, indent=None):
+    """Strict JSON of DATA, non-finite numbers written as null."""
+    return json.dumps(finite_json(data), indent=indent, allow_nan=False)
+
+
 def atomic_write_text(path, text):
     """Replace PATH by TEXT atomically: readers see the old file or the new one, never a mix."""
     with atomic_open(path, "w", encoding="utf-8") as f:
@@ -85,10 +107,24 @@ def study_settings(config):
     return settings
 
 
+def run_options(config):
+    """The options that decide one run's figures besides its model and round, flattened."""
+    settings = _flatten(study_settings(config))
+    for key in NOT_IN_FINGERPRINT:
+        settings.pop(key)
+    return settings
+
+
+def fingerprint(config):
+    """A short hash of run_options(CONFIG)."""
+    return hashlib.sha256(json.dumps(run_options(config), sort_keys=True).encode()).hexdigest()[:16]
+
+
 def config_record(config):
     """The content of config.json."""
     execution = {key: getattr(config, key) for key in EXECUTION_KEYS}
-    return {"format": FORMAT, "study": study_settings(config), "execution": execution}
+    return {"format": FORMAT, "study": study_settings(config), "fingerprint": fingerprint(config),
+            "execution": execution}
 
 
 def _flatten(settings, prefix=""):
@@ -152,7 +188,7 @@ def check_resumable(out_dir, config):
     if differences:
         raise StudyStateError(
             f"--resume: options differ from the study in {Path(out_dir) / CONFIG_FILE} (only "
-            f"--rounds may grow; --jobs, --threads and --allow-nonfinite may change): "
+            f"--rounds may grow; --jobs and --allow-nonfinite may change): "
             + "; ".join(differences))
 
 
@@ -164,7 +200,7 @@ def start_study(out_dir, config, overwrite=False):
         for name in STUDY_FILES:
             with contextlib.suppress(FileNotFoundError):
                 (out_dir / name).unlink()
-    atomic_write_text(out_dir / CONFIG_FILE, json.dumps(config_record(config), indent=1) + "\n")
+    atomic_write_text(out_dir / CONFIG_FILE, json_text(config_record(config), indent=1) + "\n")
 
 
 def _check_record(record, where):
@@ -208,12 +244,33 @@ def read_runs(out_dir, repair=False):
     return runs
 
 
-def append_run(out_dir, run):
-    """Add RUN, stamped with the time it was recorded, as one line of rounds.jsonl, durably."""
+def check_runs(out_dir, runs, config):
+    """Raise StudyStateError on a run recorded twice or under other options than CONFIG's."""
+    path, expected, seen = Path(out_dir) / RUNS_FILE, fingerprint(config), set()
+    for number, run in enumerate(runs, 1):
+        where = f"{path} line {number}: {run['model']} round {run['round']}"
+        if (run["model"], run["round"]) in seen:
+            raise StudyStateError(f"{where} is recorded twice (two studies wrote to this folder)")
+        seen.add((run["model"], run["round"]))
+        if run.get("fingerprint") != expected:
+            recorded = run.get("options")
+            differences = config_differences(recorded, run_options(config)) if recorded else []
+            raise StudyStateError(
+                f"{where} was recorded under other options than this study's "
+                f"({'; '.join(differences) or 'options not recorded'}; fingerprint "
+                f"{run.get('fingerprint')}, now {expected}): it comes from another study; "
+                f"remove it, or start afresh with --overwrite")
+
+
+def append_run(out_dir, run, config=None):
+    """Add RUN, stamped with the options of CONFIG that decide it (and their fingerprint) and the
+    time it was recorded, as one line of rounds.jsonl, durably."""
     path = Path(out_dir) / RUNS_FILE
     new = not path.exists()
     stamp = datetime.now(timezone.utc).isoformat(timespec="microseconds")
-    line = json.dumps({**run, "recorded_at": stamp}) + "\n"
+    if config is not None:
+        run = {**run, "fingerprint": fingerprint(config), "options": run_options(config)}
+    line = json_text({**run, "recorded_at": stamp}) + "\n"
     with open(path, "a", encoding="utf-8") as f:
         f.write(line)
         f.flush()

@@ -1,8 +1,7 @@
 """Train every model over several rounds of fresh pairs, in parallel processes, and summarise."""
 
+import contextlib
 import csv
-import json
-import multiprocessing
 import os
 import statistics
 from dataclasses import asdict, dataclass, field
@@ -13,7 +12,8 @@ import torch
 
 from .data import generate_pair_sets
 from .models import MODELS, build_model, count_parameters
-from .store import RUN_KEYS, atomic_open, atomic_write_text
+from .pool import run_in_processes
+from .store import RUN_KEYS, atomic_open, atomic_write_text, json_text
 from .train import TrainConfig, train_model
 
 
@@ -54,17 +54,28 @@ def round_seed(seed, round_index):
     return seed * 1000 + round_index
 
 
+@contextlib.contextmanager
+def torch_threads(count):
+    """Run the block with COUNT torch threads, then give the caller back its own count."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
 def run_one(task, progress=None):
     """Train one model for one round; TASK is (name, round, StudyConfig)."""
     name, round_index, config = task
-    torch.set_num_threads(config.threads)
     seed = round_seed(config.seed, round_index)
     data = generate_pair_sets(config.n_pairs, seed=seed, data_dir=config.data_dir)
     with torch.random.fork_rng(devices=[]):  # same init per (model, seed); caller's RNG untouched
         torch.manual_seed(seed)
         model = build_model(name)
     try:
-        result = train_model(model, data, config.train, seed=seed, progress=progress)
+        with torch_threads(config.threads):  # the figures depend on it
+            result = train_model(model, data, config.train, seed=seed, progress=progress)
     except FloatingPointError as e:  # say which run failed
         raise FloatingPointError(f"{name} round {round_index} (seed {seed}): {e}") from None
     return {"model": name, "round": round_index, "seed": seed,
@@ -77,8 +88,9 @@ def run_study(config, progress=None, finished=(), record=None):
     done = {(run["model"], run["round"]): run for run in finished}
     tasks = [(name, r, config) for name, r in config.tasks() if (name, r) not in done]
     runs = [done[key] for key in config.tasks() if key in done]
-    for result in _results(tasks, config, progress):
-        runs.append(record(result) if record else result)
+    with contextlib.closing(_results(tasks, config, progress)) as results:  # workers stop with it
+        for result in results:
+            runs.append(record(result) if record else result)
     order = {name: i for i, name in enumerate(config.models)}
     return sorted(runs, key=lambda run: (run["round"], order[run["model"]]))
 
@@ -89,13 +101,16 @@ def _results(tasks, config, progress):
         for task in tasks:
             yield run_one(task, progress and (lambda: progress(1)))
         return
-    # spawn, not fork: forking a process whose torch thread pools already ran can deadlock
-    context = multiprocessing.get_context("spawn")
-    with context.Pool(min(config.jobs, len(tasks))) as pool:
-        for result in pool.imap_unordered(run_one, tasks):
+    with contextlib.closing(run_in_processes(run_one, tasks, config.jobs, name=task_name)) as results:
+        for result in results:
             if progress:
                 progress(config.train.epochs)
             yield result
+
+
+def task_name(task):
+    """'convnet round 3' for the task (name, round, config)."""
+    return f"{task[0]} round {task[1]}"
 
 
 def summarise(runs, models):
@@ -139,12 +154,12 @@ def write_results(runs, rows, config, out_dir):
     settings = asdict(config)
     settings["models"] = list(config.models)
     atomic_write_text(out_dir / "results.json",
-                      json.dumps({"config": settings, "summary": rows, "runs": runs}, indent=1))
+                      json_text({"config": settings, "summary": rows, "runs": runs}, indent=1))
     with atomic_open(out_dir / "results.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=CSV_FIELDS)
         writer.writeheader()
         for run in runs:  # curves go in one cell each, as JSON lists
-            writer.writerow({key: json.dumps(run[key]) if key.endswith("_curve") else run[key]
+            writer.writerow({key: json_text(run[key]) if key.endswith("_curve") else run[key]
                              for key in CSV_FIELDS})
     atomic_write_text(out_dir / "results.md", markdown_table(rows) + "\n")
     return [out_dir / name for name in ("results.json", "results.csv", "results.md")]
