@@ -25,7 +25,10 @@ def fused_layers(modules):
 
 def _all_biased(linears):
     """Whether every Linear has a bias now: the fused kernels need one per layer."""
-    return not any(linear.bias is None for linear in linears)
+    for linear in linears:  # a loop: `None in biases` would compare tensors with ==, any() costs a generator
+        if linear.bias is None:
+            return False
+    return True
 
 
 class Sequential(Module):
@@ -67,40 +70,35 @@ class Sequential(Module):
     def forward_ctx(self, ctx, input):
         linears = self._linears
         if linears is not None and _all_biased(linears):  # a bias can be set to None after construction
-            return self._fused_forward(ctx, input, linears)
-        ctx.fused = False
-        ctx.modules = modules = self._modules
-        ctx.children = children = []
-        for m in modules:
+            weights = [linear.weight for linear in linears]
+            try:
+                outputs = _backend.ops.mlp_forward(input, weights, [linear.bias for linear in linears], self._codes)
+            except CHECKED as e:
+                raise kernel_error(self, "forward", e) from None
+            ctx.stack = (input, linears, weights, self._codes, outputs)  # what mlp_backward needs but gradients
+            return outputs[-1]
+        ctx.stack, ctx.modules, ctx.children = None, self._modules, []
+        for m in ctx.modules:
             child = Context()
             input = m.forward_ctx(child, input)
-            children.append(child)
+            ctx.children.append(child)
         return input
 
-    def _fused_forward(self, ctx, input, linears):
-        weights, codes = [linear.weight for linear in linears], self._codes
-        biases = [linear.bias for linear in linears]
-        try:
-            outputs = _backend.ops.mlp_forward(input, weights, biases, codes)
-        except CHECKED as e:
-            raise kernel_error(self, "forward", e) from None
-        ctx.fused, ctx.linears, ctx.codes = True, linears, codes
-        ctx.input, ctx.weights, ctx.outputs = input, weights, outputs
-        return outputs[-1]
-
-    def backward_ctx(self, ctx, grad_output, input_grad=True):
+    def backward(self, grad_output, input_grad=True):
         """Gradient of the input (None with input_grad=False, which may skip computing it, as torch does for
         inputs that do not require grad); parameter gradients accumulate."""
-        if not ctx.fused:
+        return self.backward_ctx(self.latest_ctx(), grad_output, input_grad)
+
+    def backward_ctx(self, ctx, grad_output, input_grad=True):
+        if ctx.stack is None:
             for m, child in zip(reversed(ctx.modules), reversed(ctx.children)):
                 grad_output = m.backward_ctx(child, grad_output)
             return grad_output if input_grad else None
-        input, linears = ctx.input, ctx.linears
+        input, linears, weights, codes, outputs = ctx.stack
         grad_input = empty(input.shape, dtype=input.dtype, device=input.device) if input_grad else None
         try:
-            _backend.ops.mlp_backward(grad_output, input, ctx.outputs, ctx.weights,
-                                      [linear.grad_weight for linear in linears],
-                                      [linear.grad_bias for linear in linears], ctx.codes, grad_input)
+            _backend.ops.mlp_backward(grad_output, input, outputs, weights, [linear.grad_weight for linear in linears],
+                                      [linear.grad_bias for linear in linears], codes, grad_input)
         except CHECKED as e:
             raise kernel_error(self, "backward", e) from None
         return grad_input

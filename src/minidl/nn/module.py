@@ -42,10 +42,10 @@ class Module:
             return self.forward(*input)
         raise NotImplementedError(f"{type(self).__name__}.forward_ctx")
 
-    def backward_ctx(self, ctx, *gradwrtoutput, **options):
+    def backward_ctx(self, ctx, *gradwrtoutput):
         """The backward of the call that filled ctx: accumulate parameter gradients, return the input's."""
         if type(self).backward is not Module.backward:
-            return self.backward(*gradwrtoutput, **options)
+            return self.backward(*gradwrtoutput)
         raise NotImplementedError(f"{type(self).__name__}.backward_ctx")
 
     def call(self, *input):
@@ -54,20 +54,27 @@ class Module:
         return self.forward_ctx(ctx, *input), ctx
 
     def forward(self, *input):
-        self._ctx = None  # a forward that raises leaves nothing for a backward
         ctx = Context()
-        output = self.forward_ctx(ctx, *input)
+        try:
+            output = self.forward_ctx(ctx, *input)
+        except BaseException:
+            self._ctx = None  # a forward that raised leaves nothing for a backward
+            raise
         self._ctx = ctx
         return output
 
-    def backward(self, *gradwrtoutput, **options):
-        """The backward of the latest forward; each forward serves one backward."""
+    def backward(self, *gradwrtoutput):
+        """The backward of the latest forward."""
+        return self.backward_ctx(self.latest_ctx(), *gradwrtoutput)
+
+    def latest_ctx(self):
+        """The context of the latest forward, taken: each forward serves one backward."""
         ctx = self._ctx
         if ctx is None or ctx is _USED:
             why = "called before forward" if ctx is None else "called more times than forward"
             raise RuntimeError(f"{self!r}.backward: {why}")
         self._ctx = _USED
-        return self.backward_ctx(ctx, *gradwrtoutput, **options)
+        return ctx
 
     def __call__(self, *input):
         return self.forward(*input)
