@@ -54,6 +54,7 @@ class Module:
         return self.forward_ctx(ctx, *input), ctx
 
     def forward(self, *input):
+        """forward_ctx with a fresh context, kept for the next backward (the latest call's only)."""
         ctx = Context()
         try:
             output = self.forward_ctx(ctx, *input)
