@@ -5,7 +5,7 @@ from .. import backend as _backend
 from ..kernels import ACTIVATIONS
 from .activation import ReLU, Tanh
 from .linear import Linear
-from .module import CHECKED, Context, Module, kernel_error
+from .module import CHECKED, USED, Context, Module, kernel_error
 
 
 def fused_layers(modules):
@@ -87,7 +87,11 @@ class Sequential(Module):
     def backward(self, grad_output, input_grad=True):
         """Gradient of the input (None with input_grad=False, which may skip computing it, as torch does for
         inputs that do not require grad); parameter gradients accumulate."""
-        return self.backward_ctx(self.latest_ctx(), grad_output, input_grad)
+        ctx = self._ctx  # as Module.backward, with input_grad
+        if ctx is None or ctx is USED:
+            raise self.no_ctx_error(ctx)
+        self._ctx = USED
+        return self.backward_ctx(ctx, grad_output, input_grad)
 
     def backward_ctx(self, ctx, grad_output, input_grad=True):
         if ctx.stack is None:

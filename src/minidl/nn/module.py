@@ -14,7 +14,7 @@ from .. import backend as _backend
 CHECKED = (RuntimeError, ValueError, TypeError)  # what the kernels raise on bad input
 FLOAT_DTYPES = ("torch.float32", "torch.float64")  # what the kernels take
 _TENSOR = type(empty(0))  # torch.Tensor, within the course rule of importing only torch.empty
-_USED = object()  # the context slot after a backward consumed it
+USED = object()  # the context slot after a backward consumed it
 
 
 def kernel_error(module, method, error):
@@ -65,17 +65,17 @@ class Module:
         return output
 
     def backward(self, *gradwrtoutput):
-        """The backward of the latest forward."""
-        return self.backward_ctx(self.latest_ctx(), *gradwrtoutput)
-
-    def latest_ctx(self):
-        """The context of the latest forward, taken: each forward serves one backward."""
+        """The backward of the latest forward; each forward serves one backward."""
         ctx = self._ctx
-        if ctx is None or ctx is _USED:
-            why = "called before forward" if ctx is None else "called more times than forward"
-            raise RuntimeError(f"{self!r}.backward: {why}")
-        self._ctx = _USED
-        return ctx
+        if ctx is None or ctx is USED:
+            raise self.no_ctx_error(ctx)
+        self._ctx = USED
+        return self.backward_ctx(ctx, *gradwrtoutput)
+
+    def no_ctx_error(self, ctx):
+        """The error of a backward that finds no context of a forward left."""
+        why = "called before forward" if ctx is None else "called more times than forward"
+        return RuntimeError(f"{self!r}.backward: {why}")
 
     def __call__(self, *input):
         return self.forward(*input)
