@@ -88,16 +88,24 @@ def _imports(path):
     return found
 
 
-@pytest.mark.parametrize("relative", ["kernels/python.py", "kernels/checks.py", "nn.py", "optim.py"])
+COURSE_FILES = ["kernels/python.py", "kernels/checks.py", "nn/__init__.py", "nn/module.py", "nn/linear.py",
+                "nn/activation.py", "nn/container.py", "nn/loss.py", "optim/__init__.py", "optim/sgd.py"]
+
+
+def test_course_files_list_every_file_of_the_module_layer():
+    layer = sorted(str(p.relative_to(PACKAGE)) for folder in ("nn", "optim") for p in (PACKAGE / folder).glob("*.py"))
+    assert layer == sorted(f for f in COURSE_FILES if not f.startswith("kernels/"))
+
+
+@pytest.mark.parametrize("relative", COURSE_FILES)
 def test_course_import_rule(relative):
     """The fallback and the Module layer import from torch only `empty`; otherwise the stdlib or minidl."""
-    allowed_local = {"kernels/python.py": {".checks"}, "kernels/checks.py": set(),
-                     "nn.py": {"."}, "optim.py": {"."}}[relative]
+    allowed_local = {"kernels/python.py": {".checks"}, "kernels/checks.py": set()}.get(relative)
     for module, names in _imports(PACKAGE / relative):
         if module == "torch":
             assert names == ["empty"], f"{relative}: from torch import {names}"
         elif module.startswith("."):
-            assert module in allowed_local, f"{relative}: unexpected local import {module}"
+            assert allowed_local is None or module in allowed_local, f"{relative}: unexpected local import {module}"
         else:
             assert module.split(".")[0] in sys.stdlib_module_names, f"{relative}: imports {module}"
 

@@ -44,7 +44,7 @@ def test_fused_sequential_matches_autograd(backend_name, device, stack, dtype, b
     torch.manual_seed(9)
     sizes, codes = STACKS[stack]
     net = dl.Sequential(*_stack(sizes, codes, dtype, device))
-    assert net._layers is not None  # takes the fused path
+    assert net.fused is not None  # takes the fused path
     ref = _torch_twin(net.modules)
     x = torch.randn(batch, sizes[0], dtype=dtype, device=device).t().contiguous().t()  # non-contiguous if batch > 1
     gy = torch.randn(batch, sizes[-1], dtype=dtype, device=device)
@@ -97,12 +97,24 @@ def test_input_grad_false_skips_the_input_gradient(backend_name):
 
 
 def test_module_backward_still_works_after_a_fused_forward(backend_name):
+    """A module of a fused stack, called on its own, pairs its backward with its own forward; the
+    stack's backward still meets the stack's forward (its input x), not the module's."""
     net = dl.Sequential(*_stack([3, 4, 2], [2, 0], torch.float64, "cpu"))
-    x = torch.randn(5, 3, dtype=torch.float64)
+    ref = _torch_twin(net.modules)
+    x, h = torch.randn(5, 3, dtype=torch.float64), torch.randn(5, 4, dtype=torch.float64)
+    gy = torch.randn(5, 2, dtype=torch.float64)
     net.forward(x)
+    with pytest.raises(RuntimeError, match=r"^Linear\(4, 2, bias=True\)\.backward: called before forward$"):
+        net[2].backward(gy)  # the stack's forward is the stack's: it left nothing on its modules
+    net[2].forward(h)
     g_last = net[2].backward(torch.ones(5, 2, dtype=torch.float64))  # the last Linear on its own
     torch.testing.assert_close(g_last, torch.ones(5, 2, dtype=torch.float64) @ net[2].weight)
-    assert torch.equal(net[0]._input, x)
+    net.zero_grad()
+    gx = net.backward(gy)
+    _, gx_ref = autograd_reference(ref, x, gy)
+    torch.testing.assert_close(gx, gx_ref, rtol=1e-12, atol=1e-12)
+    for (_, g), p in zip(net.param(), ref.parameters()):
+        torch.testing.assert_close(g, p.grad, rtol=1e-12, atol=1e-12)
 
 
 def test_unfusable_sequences_run_module_by_module(backend_name):
@@ -110,7 +122,7 @@ def test_unfusable_sequences_run_module_by_module(backend_name):
     for mods in ([dl.ReLU(), dl.Linear(3, 2)], [dl.Linear(3, 4, bias=False), dl.Tanh(), dl.Linear(4, 2)],
                  [dl.Linear(3, 4), dl.ReLU(), dl.Tanh(), dl.Linear(4, 2)], [dl.Sequential(dl.Linear(3, 3)), dl.Linear(3, 2)]):
         net = dl.Sequential(*mods)
-        assert net._layers is None
+        assert net.fused is None
         x = torch.randn(6, 3)
         y = net.forward(x)
         assert y.shape == (6, 2) and net.backward(torch.ones_like(y)).shape == (6, 3)

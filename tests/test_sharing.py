@@ -99,7 +99,7 @@ def test_a_weight_shared_without_its_gradient_is_refused():
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_tensors_assigned_between_forward_and_backward_are_kept(backend_name, kind):
-    """A reused stack puts back each use's saved state for its backward, but never a module's tensors."""
+    """A backward reads the gradient tensors a module has then, also when one was assigned after the forward."""
     net, _ = shared_nets(kind)
     in_features = 3 if kind.startswith("relu") else 4
     net.forward(torch.randn(5, in_features, dtype=torch.float64))

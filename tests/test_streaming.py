@@ -153,7 +153,7 @@ def test_fused_stack_trains_alike_with_and_without_streaming(C, isas, batch, str
             torch.manual_seed(3)
             net = dl.Sequential(dl.Linear(20, 64), dl.ReLU(), dl.Linear(64, 64), dl.Tanh(), dl.Linear(64, 5),
                                 dl.Tanh())
-            assert net._layers is not None  # the fused path
+            assert net.fused is not None  # the fused path
             x, gy = torch.randn(batch, 20), torch.randn(batch, 5)
             before = loops(C, isa)
             y = net.forward(x)

@@ -3,8 +3,10 @@ import numbers
 
 from torch import empty
 
-from . import backend as _backend
-from . import nn as _nn
+from .. import backend as _backend
+from .. import nn as _nn
+
+_TENSOR = type(empty(0))  # torch.Tensor, within the course rule of importing only torch.empty
 
 
 class SGD:
@@ -19,6 +21,9 @@ class SGD:
                 raise TypeError(f"SGD: expected (parameter, gradient) pairs as returned by Module.param(), "
                                 f"got {type(pair).__name__} at position {i}")
             p, g = pair
+            if not (isinstance(p, _TENSOR) and isinstance(g, _TENSOR)):
+                raise TypeError(f"SGD: expected (parameter, gradient) pairs of tensors as returned by Module.param(), "
+                                f"got ({type(p).__name__}, {type(g).__name__}) at position {i}")
             if p.shape != g.shape:
                 raise ValueError(f"SGD: parameter {i} has shape {list(p.shape)} but its gradient has "
                                  f"shape {list(g.shape)}")

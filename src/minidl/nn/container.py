@@ -1,0 +1,120 @@
+"""Sequential: modules applied in order, run as one fused kernel call each way when they form a Linear stack."""
+from torch import empty
+
+from .. import backend as _backend
+from ..kernels import ACTIVATIONS
+from .activation import ReLU, Tanh
+from .linear import Linear
+from .module import CHECKED, USED, Context, Module, kernel_error
+
+
+def fused_layers(modules):
+    """((Linear, activation kind), ...) when the modules are Linear layers, each optionally followed by a
+    ReLU or Tanh: the stack that mlp_forward and mlp_backward run in one call each; else None."""
+    layers, i = [], 0
+    while i < len(modules):
+        linear = modules[i]
+        if type(linear) is not Linear:
+            return None
+        follower = modules[i + 1] if i + 1 < len(modules) else None
+        kind = follower.kind if type(follower) in (ReLU, Tanh) else "none"
+        layers.append((linear, kind))
+        i += 1 if kind == "none" else 2
+    return tuple(layers) or None
+
+
+def _all_biased(linears):
+    """Whether every Linear has a bias now: the fused kernels need one per layer."""
+    for linear in linears:  # a loop: `None in biases` would compare tensors with ==, any() costs a generator
+        if linear.bias is None:
+            return False
+    return True
+
+
+class Sequential(Module):
+    """Modules applied in order; backward runs them in reverse.
+
+    Whether the fused kernels run is decided when `modules` is set, by fused_layers; a stack whose
+    Linear layers all have a bias at the time of a forward then runs as one kernel call each way,
+    with the same arithmetic as module by module. A module may appear more than once: its gradients
+    add up over its uses, and param() lists its parameters once, as torch.nn does.
+    """
+
+    def __init__(self, *modules):
+        self.modules = modules
+
+    @property
+    def modules(self):
+        """The modules, in order (a tuple); assigning a new sequence decides the fusion again."""
+        return self._modules
+
+    @modules.setter
+    def modules(self, modules):
+        modules = tuple(modules)
+        for i, m in enumerate(modules):
+            if not isinstance(m, Module):
+                raise TypeError(f"Sequential: expected minidl Modules, got {type(m).__name__} at position {i}")
+        layers = fused_layers(modules)
+        self._modules = modules
+        self._linears = None if layers is None else tuple(linear for linear, _ in layers)
+        self._codes = None if layers is None else [ACTIVATIONS.index(kind) for _, kind in layers]
+
+    @property
+    def fused(self):
+        """((Linear, activation kind), ...) that the next forward runs as fused kernels, or None (module by module)."""
+        linears = self._linears
+        if linears is None or not _all_biased(linears):
+            return None
+        return tuple((linear, ACTIVATIONS[code]) for linear, code in zip(linears, self._codes))
+
+    def forward_ctx(self, ctx, input):
+        linears = self._linears
+        if linears is not None and _all_biased(linears):  # a bias can be set to None after construction
+            weights = [linear.weight for linear in linears]
+            try:
+                outputs = _backend.ops.mlp_forward(input, weights, [linear.bias for linear in linears], self._codes)
+            except CHECKED as e:
+                raise kernel_error(self, "forward", e) from None
+            ctx.stack = (input, linears, weights, self._codes, outputs)  # what mlp_backward needs but gradients
+            return outputs[-1]
+        ctx.stack, ctx.modules, ctx.children = None, self._modules, []
+        for m in ctx.modules:
+            child = Context()
+            input = m.forward_ctx(child, input)
+            ctx.children.append(child)
+        return input
+
+    def backward(self, grad_output, input_grad=True):
+        """Gradient of the input (None with input_grad=False, which may skip computing it, as torch does for
+        inputs that do not require grad); parameter gradients accumulate."""
+        ctx = self._ctx  # as Module.backward, with input_grad
+        if ctx is None or ctx is USED:
+            raise self.no_ctx_error(ctx)
+        self._ctx = USED
+        return self.backward_ctx(ctx, grad_output, input_grad)
+
+    def backward_ctx(self, ctx, grad_output, input_grad=True):
+        if ctx.stack is None:
+            for m, child in zip(reversed(ctx.modules), reversed(ctx.children)):
+                grad_output = m.backward_ctx(child, grad_output)
+            return grad_output if input_grad else None
+        input, linears, weights, codes, outputs = ctx.stack
+        grad_input = empty(input.shape, dtype=input.dtype, device=input.device) if input_grad else None
+        try:
+            _backend.ops.mlp_backward(grad_output, input, outputs, weights, [linear.grad_weight for linear in linears],
+                                      [linear.grad_bias for linear in linears], codes, grad_input)
+        except CHECKED as e:
+            raise kernel_error(self, "backward", e) from None
+        return grad_input
+
+    def named_children(self):
+        return [(str(i), m) for i, m in enumerate(self._modules)]
+
+    def __getitem__(self, i):
+        return self._modules[i]
+
+    def __len__(self):
+        return len(self._modules)
+
+    def __repr__(self):
+        return "Sequential(" + ", ".join(repr(m) for m in self._modules) + ")"
