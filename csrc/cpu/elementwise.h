@@ -3,7 +3,7 @@
 // ReLU ones also by the CUDA kernels (cuda/activations.cu), hence C10_HOST_DEVICE.
 #pragma once
 
-#include "../clones.h"
+#include "runtime/clones.h"
 
 namespace minidl {
 namespace cpu {

@@ -6,8 +6,8 @@
 
 #include <cmath>
 
-#include "../clones.h"
-#include "activations.h"
+#include "runtime/clones.h"
+#include "activation_loops.h"
 
 namespace minidl {
 namespace cpu {

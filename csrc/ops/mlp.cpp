@@ -3,19 +3,23 @@
 // one per module removes the per-call cost that dominates small networks. The same code serves
 // CPU and CUDA: matrix products through ATen; bias and activation fused into one pass on the
 // CPU, else through the registered minidl ops (the CUDA kernels).
-#include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/core/grad_mode.h>
+#include <ATen/ops/addmm.h>
+#include <ATen/ops/mm.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
 #include <initializer_list>
 
-#include "activation.h"
-#include "checks.h"
-#include "dispatch.h"
-#include "cpu/activations.h"
-#include "cpu/block_cache.h"
-#include "cpu/grain.h"
-#include "cpu/small_linear.h"
+#include "../activation.h"
+#include "../checks.h"
+#include "../dispatch.h"
+#include "../cpu/activation_loops.h"
+#include "../cpu/runtime/block_cache.h"
+#include "../cpu/runtime/grain.h"
+#include "../cpu/small_linear.h"
 
 namespace minidl {
 namespace {

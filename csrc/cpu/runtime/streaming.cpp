@@ -16,7 +16,7 @@
 #include <atomic>
 #include <cstdint>
 
-#include "elementwise.h"
+#include "../elementwise.h"
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
