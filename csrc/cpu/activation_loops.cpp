@@ -116,7 +116,7 @@ MINIDL_CLONES void bias_activation_loop(T* y, const T* b, int64_t rows, int64_t 
 }
 
 // out[r, c] = grad * act'(y) (as activation_backward_out) and gb[c] += out[r, c] for the columns
-// [c0, c1) of contiguous [rows, cols] tensors: rows added in order, as mlp.cpp's column sums.
+// [c0, c1) of contiguous [rows, cols] tensors: rows added in order, as ops/mlp.cpp's column sums.
 template <typename T, Activation A>
 MINIDL_CLONES void backward_column_sums_loop(const T* g, const T* y, T* out, T* gb, int64_t rows, int64_t cols,
                                              int64_t c0, int64_t c1) {

@@ -19,7 +19,7 @@ std::tuple<at::Tensor, at::Tensor> mse_forward(const at::Tensor& output, const a
   check_float(output, op, "output");
   check_like(target, output, op, "target", "output");
   check_shape(target, output.sizes(), op, "target");
-  const at::NoGradGuard no_grad;  // see linear_forward
+  const at::NoGradGuard no_grad;  // see ops/linear.cpp
   const int64_t n = output.numel();
   const double scale = 2.0 / static_cast<double>(std::max<int64_t>(n, 1));
   if (!output.is_cpu()) {

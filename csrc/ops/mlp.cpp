@@ -122,7 +122,7 @@ void check_stack(const at::Tensor& input, at::TensorList weights, at::TensorList
 std::vector<at::Tensor> mlp_forward(const at::Tensor& input, at::TensorList weights, at::TensorList biases,
                                     at::IntArrayRef activations) {
   check_stack(input, weights, biases, activations, "minidl.mlp_forward");
-  const at::NoGradGuard no_grad;  // see linear_forward
+  const at::NoGradGuard no_grad;  // see ops/linear.cpp
   std::vector<at::Tensor> outputs;
   outputs.reserve(weights.size());
   at::Tensor x = input;
@@ -178,7 +178,7 @@ void mlp_backward(const at::Tensor& grad_output, const at::Tensor& input, at::Te
       check_no_overlap(*grad_input, grad_biases[i], name, "grad_input", "grad_bias");
     }
   }
-  const at::NoGradGuard no_grad;  // see linear_forward
+  const at::NoGradGuard no_grad;  // see ops/linear.cpp
 
   at::Tensor g = grad_output;
   bool ours = false;  // whether g is a temporary of ours that may be overwritten
