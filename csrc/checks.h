@@ -3,7 +3,7 @@
 // `op` is anything printable: a string, or an Indexed name such as "minidl.mlp_forward (layer 2)",
 // which is formatted only when a check fails.
 #pragma once
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
 
 #include <ostream>
 

@@ -1,4 +1,4 @@
-"""The CUDA kernels (csrc/cuda/activations.cu, and linear.cpp on the CUDA key) against the CPU
+"""The CUDA kernels (csrc/cuda/activation.cu, and ops/linear.cpp on the CUDA key) against the CPU
 extension, the Python fallback and torch.autograd.
 
 Everything here is skipped without a GPU, or when the installed minidl._C was built without its

@@ -29,7 +29,7 @@ def run_script(*args, env=None, timeout=600):
 def test_cuda_sources_compile():
     rc, out = run_script()
     assert rc == 0, f"tools/check_cuda_compile.py failed:\n{out}"
-    assert "activations.cu: ok" in out, out
+    assert "activation.cu: ok" in out, out
 
 
 @needs_nvcc

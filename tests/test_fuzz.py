@@ -305,7 +305,7 @@ def test_linear_backward(data):
 
 
 # --- tanh and relu -----------------------------------------------------------------------------
-# One shape in twenty above the kernels' parallel grain (32768 elements: csrc/cpu/grain.h).
+# One shape in twenty above the kernels' parallel grain (32768 elements: csrc/cpu/runtime/grain.h).
 SHAPES = st.integers(0, 19).flatmap(
     lambda i: st.sampled_from([(40000,), (257, 129)]) if i == 0
     else st.lists(st.sampled_from([0, 1, 1, 2, 3, 5, 17]), min_size=0, max_size=3).map(tuple))

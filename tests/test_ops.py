@@ -100,7 +100,7 @@ def test_tanh_float32_accuracy_over_its_range(ops):
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("n", [1, 255, 256, 257, 767, 768, 769, 1023, 1024, 4097, 100_003])
 def test_cpp_tanh_is_the_same_in_every_block(dtype, n):
-    """The C++ tanh walks its input in blocks and fetches ahead (csrc/cpu/activations.cpp): each
+    """The C++ tanh walks its input in blocks and fetches ahead (csrc/cpu/activation_loops.cpp): each
     element comes out the same alone, and from a slice that moves every block edge."""
     require_cpp()
     from minidl.kernels import cpp

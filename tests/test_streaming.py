@@ -87,7 +87,7 @@ def test_streaming_loops_give_the_cached_loops_bits(C, isas, threads):
         if torch.get_num_threads() != threads:
             pytest.skip(f"cannot run {threads} threads here")
         # Sizes around the vector widths, and sizes whose second thread's chunk starts unaligned
-        # (at::parallel_for splits 2 * 32768 + k elements, 32768 being the grain of csrc/cpu/grain.h,
+        # (at::parallel_for splits 2 * 32768 + k elements, 32768 being the grain of csrc/cpu/runtime/grain.h,
         # into halves of 32768 + k/2 or so).
         sizes = list(range(0, 70)) + [1000, 65536 + 2, 65536 + 17, 65536 + 31, 200003]
         for n in sizes:

@@ -57,7 +57,8 @@ cd "$work"   # not the repository root, where `import minidl` would find the sou
 assert minidl._C.__file__.startswith('$work/lib/'), 'not the sanitized build'; \
 assert minidl.get_backend() == 'cpp', minidl.get_backend()"
 tests=()
-for t in test_ops.py test_fused.py test_fuzz.py test_errors.py test_memory.py test_direct_calls.py test_streaming.py; do
+for t in test_ops.py test_fused.py test_fuzz.py test_errors.py test_memory.py test_direct_calls.py test_streaming.py \
+         test_op_table.py test_not_recorded.py; do
   tests+=("$repo/tests/$t")  # a missing file fails the run rather than dropping out of it
 done
 status=0

@@ -1,9 +1,9 @@
 // The per-element formulas of ReLU and of the activations' backward, shared by the cached loops
-// (activations.cpp) and the streaming ones (streaming.cpp), so both compute the same bits; the
-// ReLU ones also by the CUDA kernels (cuda/activations.cu), hence C10_HOST_DEVICE.
+// (activation_loops.cpp) and the streaming ones (runtime/streaming.cpp), so both compute the same bits; the
+// ReLU ones also by the CUDA kernels (cuda/activation.cu), hence C10_HOST_DEVICE.
 #pragma once
 
-#include "../clones.h"
+#include "runtime/clones.h"
 
 namespace minidl {
 namespace cpu {

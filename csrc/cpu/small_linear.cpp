@@ -6,14 +6,15 @@
 
 #include <cmath>
 
-#include "../clones.h"
-#include "activations.h"
+#include "runtime/clones.h"
+#include "activation_loops.h"
 
 namespace minidl {
 namespace cpu {
 namespace {
 
-// Up to about 8K multiply-adds (25x25 layers to batch 13) the loops beat MKL's per-call cost.
+// Up to about 8K multiply-adds (25x25 layers to batch 13) the loops beat BLAS's per-call cost
+// (`python -m minidl.bench --sections ops` compares them; README).
 constexpr int64_t kMaxMultiplyAdds = int64_t(1) << 13;
 
 // Narrow outputs (the disk network's last layer): a dot product per output.

@@ -1,7 +1,7 @@
 // Linear layers too small for BLAS to pay off (the disk network's 25x25 at small batches):
 // direct loops, with the bias and the activation fused in, and no call into ATen.
 #pragma once
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
 
 #include "../activation.h"
 

@@ -2,7 +2,12 @@
 (but dtypes as Python prints them: torch.float32 where C++ says Float)."""
 from torch import empty
 
+from . import ACTIVATIONS
+
 _FLOATS = ("torch.float32", "torch.float64")
+_CODES = range(len(ACTIVATIONS))
+_CODES_TEXT = " or ".join([", ".join(f"{i} ({kind})" for i, kind in enumerate(ACTIVATIONS[:-1])),
+                           f"{len(ACTIVATIONS) - 1} ({ACTIVATIONS[-1]})"])
 _TENSOR = type(empty(0))  # torch.Tensor, within the course rule of importing only torch.empty
 
 
@@ -96,8 +101,8 @@ def check_stack(input, weights, biases, activations, op):
                              f"{weights[i - 1].shape[0]} outputs, got {list(w.shape)}")
         check_like(b, w, name, "bias", "weight")
         check_shape(b, [w.shape[0]], name, "bias")
-        if a not in (0, 1, 2):
-            raise ValueError(f"{name}: expected activation codes 0 (none), 1 (relu) or 2 (tanh), got {a}")
+        if a not in _CODES:
+            raise ValueError(f"{name}: expected activation codes {_CODES_TEXT}, got {a}")
 
 
 def check_mlp_backward(grad_output, input, outputs, weights, grad_weights, grad_biases, activations, grad_input):

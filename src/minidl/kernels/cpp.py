@@ -1,24 +1,16 @@
-"""The kernel interface over the C++/CUDA extension: the ops of torch.ops.minidl.
+"""The kernel interface over the C++/CUDA extension: every op of its table (minidl._C._ops).
 
-Called through minidl._C.direct (pybind11 into the dispatcher's typed path), which runs the same
-registered kernels as torch.ops.minidl.* without its per-call boxing: see csrc/direct_calls.cpp.
+Each op is called through minidl._C.direct (pybind11 into the dispatcher's typed path), which runs the
+same registered kernels as torch.ops.minidl.* without its per-call boxing: see csrc/bindings.cpp.
 """
 import torch
 
-from minidl._C import direct as _direct  # loading the library also registers the ops
+from minidl import _C  # loading the library also registers the ops
 
 from . import fake  # noqa: F401  (shape functions for opcheck and torch.compile)
 
-linear_forward = _direct.linear_forward
-linear_backward = _direct.linear_backward
-tanh_forward = _direct.tanh_forward
-tanh_backward = _direct.tanh_backward
-relu_forward = _direct.relu_forward
-relu_backward = _direct.relu_backward
-mlp_forward = _direct.mlp_forward
-mlp_backward = _direct.mlp_backward
-mse_forward = _direct.mse_forward
-sgd_step_ = _direct.sgd_step_
+OPS = tuple(name for name, _schema in _C._ops)
+globals().update({name: getattr(_C.direct, name) for name in OPS})
 
 
 def zero_(tensors):

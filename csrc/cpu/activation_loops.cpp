@@ -1,22 +1,21 @@
-// Tanh and ReLU, forward and backward, as hand-written loops on the CPU. Each loop body is
+// Tanh and ReLU, forward and backward, as hand-written loops on the CPU, for the activation ops
+// (activation.cpp) and the fused ones (ops/mlp.cpp, small_linear.cpp). Each loop body is
 // branch-free scalar code over contiguous memory so that the compiler vectorizes it (setup.py's
 // -fno-trapping-math lets it turn the selects into blends); the loops are compiled for AVX-512,
-// x86-64-v3 and baseline x86-64, and one is picked at load time (clones.h).
-#include <ATen/ATen.h>
+// x86-64-v3 and baseline x86-64, and one is picked at load time (runtime/clones.h).
+#include <ATen/Dispatch.h>
+#include <ATen/core/Tensor.h>
 #include <ATen/Parallel.h>
-#include <torch/library.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
 
-#include "../checks.h"
-#include "../clones.h"
-#include "activations.h"
-#include "block_cache.h"
+#include "activation_loops.h"
 #include "elementwise.h"
-#include "grain.h"
-#include "streaming.h"
+#include "runtime/clones.h"
+#include "runtime/grain.h"
+#include "runtime/streaming.h"
 
 
 namespace minidl {
@@ -117,7 +116,7 @@ MINIDL_CLONES void bias_activation_loop(T* y, const T* b, int64_t rows, int64_t 
 }
 
 // out[r, c] = grad * act'(y) (as activation_backward_out) and gb[c] += out[r, c] for the columns
-// [c0, c1) of contiguous [rows, cols] tensors: rows added in order, as mlp.cpp's column sums.
+// [c0, c1) of contiguous [rows, cols] tensors: rows added in order, as ops/mlp.cpp's column sums.
 template <typename T, Activation A>
 MINIDL_CLONES void backward_column_sums_loop(const T* g, const T* y, T* out, T* gb, int64_t rows, int64_t cols,
                                              int64_t c0, int64_t c1) {
@@ -183,43 +182,7 @@ const auto kRelu = [](auto* x, auto* y, int64_t n) { relu_loop(x, y, n); };
 const auto kTanhBackward = [](auto* g, auto* y, auto* o, int64_t n) { tanh_backward_loop(g, y, o, n); };
 const auto kReluBackward = [](auto* g, auto* y, auto* o, int64_t n) { relu_backward_loop(g, y, o, n); };
 
-template <typename Loop>
-at::Tensor unary(const at::Tensor& input, const char* op, Loop loop, void (*stream)(const float*, float*, int64_t)) {
-  check_float(input, op, "input");
-  TORCH_CHECK(input.device().is_cpu(), op, ": CPU kernel got a tensor on ", input.device());
-  const at::NoGradGuard no_grad;  // see linear_forward: contiguous() would record a graph node
-  at::Tensor x = input.contiguous();
-  at::Tensor y = cpu::empty_output_like(x);
-  apply_unary(x, y, loop, stream);
-  return y;
-}
-
-template <typename Loop>
-at::Tensor binary_backward(const at::Tensor& grad_output, const at::Tensor& saved, const char* op, Loop loop,
-                           void (*stream)(const float*, const float*, float*, int64_t)) {
-  check_elementwise_backward(grad_output, saved, op, "output");
-  TORCH_CHECK(saved.device().is_cpu(), op, ": CPU kernel got a tensor on ", saved.device());
-  const at::NoGradGuard no_grad;  // see linear_forward
-  at::Tensor g = grad_output.contiguous();
-  at::Tensor s = saved.contiguous();
-  at::Tensor out = cpu::empty_output_like(s);
-  apply_binary(g, s, out, loop, stream);
-  return out;
-}
-
 }  // namespace
-
-at::Tensor tanh_forward_cpu(const at::Tensor& input) { return unary(input, "minidl.tanh_forward", kTanh, nullptr); }
-
-at::Tensor tanh_backward_cpu(const at::Tensor& grad_output, const at::Tensor& output) {
-  return binary_backward(grad_output, output, "minidl.tanh_backward", kTanhBackward, cpu::tanh_backward_stream);
-}
-
-at::Tensor relu_forward_cpu(const at::Tensor& input) { return unary(input, "minidl.relu_forward", kRelu, cpu::relu_stream); }
-
-at::Tensor relu_backward_cpu(const at::Tensor& grad_output, const at::Tensor& output) {
-  return binary_backward(grad_output, output, "minidl.relu_backward", kReluBackward, cpu::relu_backward_stream);
-}
 
 namespace cpu {
 
@@ -272,10 +235,3 @@ void activation_backward_column_sums_(const at::Tensor& grad, const at::Tensor& 
 
 }  // namespace cpu
 }  // namespace minidl
-
-TORCH_LIBRARY_IMPL(minidl, CPU, m) {
-  m.impl("tanh_forward", &minidl::tanh_forward_cpu);
-  m.impl("tanh_backward", &minidl::tanh_backward_cpu);
-  m.impl("relu_forward", &minidl::relu_forward_cpu);
-  m.impl("relu_backward", &minidl::relu_backward_cpu);
-}

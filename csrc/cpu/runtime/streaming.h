@@ -1,5 +1,5 @@
 // Float32 elementwise loops that write around the cache (non-temporal stores), for outputs far
-// bigger than the caches; they compute exactly what activations.cpp's loops compute.
+// bigger than the caches; they compute exactly what cpu/activation_loops.cpp's loops compute.
 #pragma once
 
 #include <cstdint>
@@ -9,7 +9,7 @@ namespace minidl {
 namespace cpu {
 
 // True when this CPU can stream and a float32 output of `bytes` bytes reaches the threshold
-// (measured on this project's machine: streaming.cpp).
+// (tools/streaming_threshold.py measures it: see streaming.cpp).
 bool stream_output(int64_t bytes);
 
 // Call these only after stream_output() said yes; x, g, y, out are n floats (out float-aligned,

@@ -1,6 +1,11 @@
 // One SGD step over every parameter in one call, the same arithmetic as torch.optim.SGD:
 // d = g + weight_decay * p;  v = momentum * v + d (v starts at 0);  p -= lr * v  (or lr * d without momentum).
-#include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/core/grad_mode.h>
+#include <ATen/ops/_foreach_add.h>
+#include <ATen/ops/_foreach_mul.h>
+#include <ATen/ops/_foreach_zero.h>
 #include <ATen/MemoryOverlap.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
@@ -9,9 +14,9 @@
 #include <cmath>
 #include <vector>
 
-#include "checks.h"
-#include "clones.h"
-#include "cpu/grain.h"
+#include "../checks.h"
+#include "../cpu/runtime/clones.h"
+#include "../cpu/runtime/grain.h"
 
 namespace minidl {
 namespace {

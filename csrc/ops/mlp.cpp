@@ -3,19 +3,23 @@
 // one per module removes the per-call cost that dominates small networks. The same code serves
 // CPU and CUDA: matrix products through ATen; bias and activation fused into one pass on the
 // CPU, else through the registered minidl ops (the CUDA kernels).
-#include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/core/grad_mode.h>
+#include <ATen/ops/addmm.h>
+#include <ATen/ops/mm.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
 #include <initializer_list>
 
-#include "activation.h"
-#include "checks.h"
-#include "dispatch.h"
-#include "cpu/activations.h"
-#include "cpu/block_cache.h"
-#include "cpu/grain.h"
-#include "cpu/small_linear.h"
+#include "../activation.h"
+#include "../checks.h"
+#include "../dispatch.h"
+#include "../cpu/activation_loops.h"
+#include "../cpu/runtime/block_cache.h"
+#include "../cpu/runtime/grain.h"
+#include "../cpu/small_linear.h"
 
 namespace minidl {
 namespace {
@@ -118,7 +122,7 @@ void check_stack(const at::Tensor& input, at::TensorList weights, at::TensorList
 std::vector<at::Tensor> mlp_forward(const at::Tensor& input, at::TensorList weights, at::TensorList biases,
                                     at::IntArrayRef activations) {
   check_stack(input, weights, biases, activations, "minidl.mlp_forward");
-  const at::NoGradGuard no_grad;  // see linear_forward
+  const at::NoGradGuard no_grad;  // see ops/linear.cpp
   std::vector<at::Tensor> outputs;
   outputs.reserve(weights.size());
   at::Tensor x = input;
@@ -174,7 +178,7 @@ void mlp_backward(const at::Tensor& grad_output, const at::Tensor& input, at::Te
       check_no_overlap(*grad_input, grad_biases[i], name, "grad_input", "grad_bias");
     }
   }
-  const at::NoGradGuard no_grad;  // see linear_forward
+  const at::NoGradGuard no_grad;  // see ops/linear.cpp
 
   at::Tensor g = grad_output;
   bool ours = false;  // whether g is a temporary of ours that may be overwritten

@@ -1,12 +1,12 @@
-// The schemas of every minidl op, in one place, and the Python module init of minidl._C.
-// Kernels live in linear.cpp, mlp.cpp, loss.cpp, sgd.cpp (device-generic), cpu/*.cpp and cuda/*.cu.
+// The Python module minidl._C: its init (which adds minidl._C.direct and the op table, bindings.cpp)
+// and the functions of the CPU runtime (block cache, streaming stores). Loading the library also
+// runs the registrations: schemas in library.cpp, kernels in ops/, cpu/ and cuda/.
 #include <Python.h>
 #include <c10/util/Exception.h>
-#include <torch/library.h>
 
-#include "cpu/block_cache.h"
-#include "cpu/streaming.h"
-#include "direct_calls.h"
+#include "cpu/runtime/block_cache.h"
+#include "cpu/runtime/streaming.h"
+#include "bindings.h"
 
 namespace {
 
@@ -70,7 +70,6 @@ PyMethodDef methods[] = {
 }  // namespace
 
 extern "C" {
-// `import minidl._C` loads this library, which runs the TORCH_LIBRARY registrations below.
 PyObject* PyInit__C(void) {
   static struct PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1, methods};
   PyObject* module = PyModule_Create(&module_def);
@@ -84,45 +83,4 @@ PyObject* PyInit__C(void) {
   }
   return module;
 }
-}
-
-TORCH_LIBRARY(minidl, m) {
-  // y = input @ weight.T + bias
-  m.def("linear_forward(Tensor input, Tensor weight, Tensor? bias) -> Tensor");
-  // returns grad_input; adds the weight and bias gradients into grad_weight and grad_bias
-  m.def(
-      "linear_backward(Tensor grad_output, Tensor input, Tensor weight, Tensor(a!) grad_weight, "
-      "Tensor(b!)? grad_bias) -> Tensor");
-  m.def("tanh_forward(Tensor input) -> Tensor");
-  // from the saved output y: grad_output * (1 - y^2)
-  m.def("tanh_backward(Tensor grad_output, Tensor output) -> Tensor");
-  m.def("relu_forward(Tensor input) -> Tensor");
-  // from the saved output y: grad_output where y > 0, else 0
-  m.def("relu_backward(Tensor grad_output, Tensor output) -> Tensor");
-
-  // Fused ops: a stack of Linear layers, each followed by an activation (0 none, 1 relu, 2 tanh).
-  // Forward returns every layer's output (what backward needs).
-  m.def("mlp_forward(Tensor input, Tensor[] weights, Tensor[] biases, int[] activations) -> Tensor[]");
-  // Adds into grad_weights and grad_biases; writes the input's gradient into grad_input unless it
-  // is None (then the first layer skips that product). Nothing is returned: functionalization
-  // (opcheck, torch.compile) supports ops that mutate tensor lists only when they return nothing.
-  m.def(
-      "mlp_backward(Tensor grad_output, Tensor input, Tensor[] outputs, Tensor[] weights, "
-      "Tensor(a!)[] grad_weights, Tensor(b!)[] grad_biases, int[] activations, Tensor(c!)? grad_input) -> ()");
-  // (mean((output - target)^2), 2 (output - target) / numel)
-  m.def("mse_forward(Tensor output, Tensor target) -> (Tensor, Tensor)");
-  // One SGD step of every parameter (torch.optim.SGD's arithmetic); buffers start at zero.
-  // zero_grads: then set each gradient to zero in the same pass (saves zero_grad's pass over memory).
-  m.def(
-      "sgd_step_(Tensor(a!)[] params, Tensor(c!)[] grads, Tensor(b!)[] momentum_buffers, float lr, float momentum, "
-      "float weight_decay, bool zero_grads=False) -> ()");
-}
-
-// minidl computes its own gradients and never records a graph for torch's autograd: the Autograd
-// key falls through to the kernels, instead of running torch's boxed "autograd not implemented"
-// fallback, which walks every argument, on every call.
-TORCH_LIBRARY_IMPL(minidl, Autograd, m) {
-  for (const char* op : {"linear_forward", "linear_backward", "tanh_forward", "tanh_backward", "relu_forward",
-                         "relu_backward", "mlp_forward", "mlp_backward", "mse_forward", "sgd_step_"})
-    m.impl(op, torch::CppFunction::makeFallthrough());
 }

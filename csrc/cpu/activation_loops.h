@@ -1,6 +1,6 @@
 // CPU activations into a given (possibly the same) tensor, for the fused ops: contiguous tensors, no checks.
 #pragma once
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
 
 #include "../activation.h"
 

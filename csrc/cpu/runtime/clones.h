@@ -15,5 +15,5 @@
 
 // For the scalar helpers that the cloned loops call (tanh_f32, ...): inlined into every clone, so
 // that each compiles them for its own instruction set; a helper left out of line is compiled for
-// baseline x86-64 only, where std::fma is a library call per operation (20x slower).
+// baseline x86-64 only, where std::fma is a library call per operation.
 #define MINIDL_INLINE C10_ALWAYS_INLINE

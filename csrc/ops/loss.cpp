@@ -1,13 +1,16 @@
 // Mean squared error and its gradient in one pass: loss = mean((o - t)^2), grad = 2 (o - t) / n.
-#include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/core/grad_mode.h>
+#include <ATen/ops/empty.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
 #include <limits>
 #include <vector>
 
-#include "checks.h"
-#include "cpu/block_cache.h"
+#include "../checks.h"
+#include "../cpu/runtime/block_cache.h"
 
 namespace minidl {
 
@@ -16,11 +19,11 @@ std::tuple<at::Tensor, at::Tensor> mse_forward(const at::Tensor& output, const a
   check_float(output, op, "output");
   check_like(target, output, op, "target", "output");
   check_shape(target, output.sizes(), op, "target");
-  const at::NoGradGuard no_grad;  // see linear_forward
+  const at::NoGradGuard no_grad;  // see ops/linear.cpp
   const int64_t n = output.numel();
   const double scale = 2.0 / static_cast<double>(std::max<int64_t>(n, 1));
   if (!output.is_cpu()) {
-    at::Tensor diff = output - target;
+    at::Tensor diff = output.sub(target);
     at::Tensor loss = diff.square().mean();
     return {loss, diff.mul_(scale)};
   }

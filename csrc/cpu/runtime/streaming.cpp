@@ -4,11 +4,8 @@
 // (non-temporal) stores skip it and send whole lines straight to memory. They also keep the output
 // out of the cache, so a following op that reads it back (relu backward reads relu's output) pays
 // where the output would have stayed cached. Hence only outputs of kDefaultMinBytes or more stream:
-// `python tools/streaming_threshold.py` (docs/streaming_threshold.md) measured relu and tanh
-// forward + backward 7-42 % slower with streaming at 4-16 MiB outputs, 9-19 % faster at 64 MiB,
-// and at 32 MiB 10-18 % faster at 1 thread (at 2 threads relu 11 % faster, tanh 1 %; an earlier
-// run: relu 9 % slower, tanh even).
-// tanh's forward does not stream: it is bound by its arithmetic (a streaming version measured within 3 %).
+// the threshold comes from `python tools/streaming_threshold.py` (its table: docs/streaming_threshold.md).
+// tanh's forward does not stream: it is bound by its arithmetic, so streaming gains it nothing.
 #include "streaming.h"
 
 #include <c10/util/Exception.h>
@@ -16,7 +13,7 @@
 #include <atomic>
 #include <cstdint>
 
-#include "elementwise.h"
+#include "../elementwise.h"
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>

@@ -1,17 +1,20 @@
 // Linear forward and backward through ATen's BLAS-backed calls (MKL/OpenBLAS on CPU, cuBLAS on
 // CUDA): the same code serves both dispatch keys.
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/core/grad_mode.h>
+#include <ATen/ops/addmm.h>
+#include <ATen/ops/mm.h>
 #include <torch/library.h>
 
-#include "checks.h"
+#include "../checks.h"
 
 namespace minidl {
 
 at::Tensor linear_forward(const at::Tensor& input, const at::Tensor& weight, const c10::optional<at::Tensor>& bias) {
   const char* op = "minidl.linear_forward";
   check_linear(input, weight, op);
-  // minidl's ops fall through torch's autograd (minidl.cpp), so the ATen calls below would see
-  // grad mode: a graph for inputs that require grad, and an error from the out= and in-place forms.
+  // Kernels may be called with grad mode on (not_recorded.h lets through only inputs that don't
+  // require grad); the ATen calls below then record nothing and take their out= and in-place forms.
   const at::NoGradGuard no_grad;
   if (!bias.has_value()) return at::mm(input, weight.t());
   check_like(*bias, weight, op, "bias", "weight");

@@ -1,5 +1,5 @@
 // Tanh and ReLU, forward and backward, as hand-written CUDA kernels: the CUDA counterparts of
-// cpu/activations.cpp, with the same checks, messages and semantics (NaN propagation, contiguous
+// cpu/activation.cpp, with the same checks, messages and semantics (NaN propagation, contiguous
 // outputs). float32 and float64 only, like the CPU kernels and the Python fallback.
 //
 // Each kernel is a grid-stride loop. When every pointer it touches is 16-byte aligned it moves
@@ -10,7 +10,10 @@
 // Only c10/cuda headers, not <ATen/cuda/CUDAContext.h>: that one includes the cuBLAS, cuSPARSE
 // and cuSOLVER headers, which these kernels don't use and which a bare CUDA toolkit (nvcc and
 // cudart only, as on the CI machines that run tools/check_cuda_compile.py) does not have.
-#include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/core/grad_mode.h>
+#include <ATen/ops/empty_like.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAMacros.h>
@@ -174,7 +177,7 @@ at::Tensor unary(const at::Tensor& input, const char* op, Op f) {
   check_float(input, op, "input");
   check_cuda(input, op);
   const c10::cuda::CUDAGuard guard(input.device());
-  const at::NoGradGuard no_grad;  // see linear_forward: contiguous() would record a graph node
+  const at::NoGradGuard no_grad;  // see ops/linear.cpp: contiguous() would record a graph node
   at::Tensor x = input.contiguous();
   at::Tensor y = at::empty_like(x, at::MemoryFormat::Contiguous);
   const int64_t n = x.numel();
@@ -201,7 +204,7 @@ at::Tensor binary_backward(const at::Tensor& grad_output, const at::Tensor& save
   check_elementwise_backward(grad_output, saved, op, "output");
   check_cuda(saved, op);
   const c10::cuda::CUDAGuard guard(saved.device());
-  const at::NoGradGuard no_grad;  // see linear_forward
+  const at::NoGradGuard no_grad;  // see ops/linear.cpp
   at::Tensor g = grad_output.contiguous();
   at::Tensor s = saved.contiguous();
   at::Tensor out = at::empty_like(s, at::MemoryFormat::Contiguous);

@@ -1,4 +1,4 @@
-// minidl._C.direct: the ops callable from Python through pybind11 and the dispatcher's typed path.
+// minidl._C.direct and the op table, added to minidl._C by its PyInit (bindings.cpp).
 #pragma once
 #include <Python.h>
 
