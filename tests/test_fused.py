@@ -372,15 +372,17 @@ def test_bias_gradient_of_a_large_batch_is_summed_accurately(backend_name):
     assert abs(net[0].grad_bias.item() - exact) <= 1e-5 * exact
 
 
-def test_inputs_that_require_grad_in_grad_mode(backend_name):
-    """With autograd on and inputs that require grad, the kernels (whose ATen calls would then record
-    a graph, or refuse out= forms) give the values they give without."""
+def test_inputs_that_require_grad_under_no_grad(backend_name):
+    """Under torch.no_grad(), inputs that require grad give the values they give without, and no graph."""
     torch.manual_seed(21)
     net = dl.Sequential(dl.Linear(100, 100), dl.ReLU(), dl.Linear(100, 3))
     x, gy = torch.randn(10, 100), torch.randn(10, 3)
     y_ref = net.forward(x)
     gx_ref = net.backward(gy)
-    with torch.enable_grad():
+    with torch.enable_grad():  # grad mode on, nothing requires grad: the kernels' own ATen calls run as usual
+        torch.testing.assert_close(net.forward(x), y_ref, rtol=0, atol=0)
+        torch.testing.assert_close(net.backward(gy), gx_ref, rtol=0, atol=0)
+    with torch.no_grad():
         y = net.forward(x.clone().requires_grad_())
         gx = net.backward(gy.clone().requires_grad_())
         lin = dl.Linear(100, 100)
@@ -399,23 +401,33 @@ def test_inputs_that_require_grad_in_grad_mode(backend_name):
         assert t.grad_fn is None and not t.requires_grad
 
 
+def test_an_input_that_requires_grad_in_grad_mode_is_refused_naming_the_module(backend_name):
+    """torch's autograd would not see minidl's ops: a module says so instead of returning untracked values."""
+    net = dl.Sequential(dl.Linear(4, 3), dl.ReLU(), dl.Linear(3, 2))
+    with torch.enable_grad():
+        with pytest.raises(RuntimeError, match=r"Sequential\(.*\)\.forward: minidl\.mlp_forward: input requires grad"):
+            net.forward(torch.randn(5, 4, requires_grad=True))
+
+
 @pytest.mark.parametrize("fused", [True, False])
-def test_parameters_that_require_grad_in_grad_mode(backend_name, fused):
+def test_parameters_that_require_grad_under_no_grad(backend_name, fused):
     """Parameters that require grad (torch Parameters assigned to a Linear, say) train without a graph."""
     torch.manual_seed(23)
     net = dl.Sequential(dl.Linear(4, 3), dl.Tanh(), dl.Linear(3, 2, bias=fused))
     for p, _ in net.param():
         p.requires_grad_()
     opt = dl.SGD(net, lr=0.1, momentum=0.9)
-    with torch.enable_grad():
+    with torch.no_grad():
         for _ in range(3):
             y = net.forward(torch.randn(5, 4))
             gx = net.backward(torch.ones(5, 2))
             opt.step(zero_grad=True)
-        net.load_state_dict({k: v.detach().clone() for k, v in net.state_dict().items()})
+    net.load_state_dict({k: v.detach().clone() for k, v in net.state_dict().items()})
     assert y.grad_fn is None and gx.grad_fn is None
     for p, g in net.param():
         assert p.grad_fn is None and p.requires_grad and g.grad_fn is None
+    with torch.enable_grad(), pytest.raises(RuntimeError, match=r"requires grad, but minidl ops are not recorded"):
+        net.forward(torch.randn(5, 4))
 
 
 @pytest.mark.parametrize("alias", ["grad_output", "input", "output", "weight", "grad_weight", "grad_bias"])
