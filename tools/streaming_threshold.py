@@ -5,7 +5,7 @@
 Prints, per size and thread count, the median time with streaming stores for every output over
 the median without (timed in turn by minidl.bench.measure, so both see the same machine): below 1
 means streaming is faster.
-csrc/cpu/streaming.cpp picks its kDefaultMinBytes from this table (docs/streaming_threshold.md).
+csrc/cpu/runtime/streaming.cpp picks its kDefaultMinBytes from this table (docs/streaming_threshold.md).
 """
 import argparse
 
