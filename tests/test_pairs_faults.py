@@ -109,6 +109,15 @@ def group_is_gone(group, timeout=30):
     return False
 
 
+def wait_for_first_run(process, out, timeout=120):
+    """Wait until PROCESS's study has recorded a run in OUT; fail if it ends or takes too long first."""
+    deadline = time.monotonic() + timeout
+    while not complete_lines(out / RUNS_FILE):
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "no run recorded in time"
+        time.sleep(0.01)
+
+
 @pytest.mark.parametrize("jobs", ["1", "2"])  # runs in this process, or in workers
 def test_ctrl_c_prints_one_line_exits_130_and_stops_the_workers(tmp_path, jobs):
     out = tmp_path / "out"
@@ -117,11 +126,7 @@ def test_ctrl_c_prints_one_line_exits_130_and_stops_the_workers(tmp_path, jobs):
                                 "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True, env=env(), cwd=PACKAGE_ROOT, start_new_session=True)
     try:
-        deadline = time.monotonic() + 120
-        while not complete_lines(out / RUNS_FILE):
-            assert process.poll() is None, process.communicate()
-            assert time.monotonic() < deadline, "no run recorded in time"
-            time.sleep(0.01)
+        wait_for_first_run(process, out)
         os.killpg(process.pid, signal.SIGINT)  # as Ctrl-C in a terminal: the whole process group
         _, err = process.communicate(timeout=60)
         assert group_is_gone(process.pid), "a worker process outlived the study"
@@ -142,11 +147,7 @@ def test_workers_of_a_killed_study_end_quietly(tmp_path):
                                 "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True, env=env(), cwd=PACKAGE_ROOT, start_new_session=True)
     try:
-        deadline = time.monotonic() + 120
-        while not complete_lines(out / RUNS_FILE):
-            assert process.poll() is None, process.communicate()
-            assert time.monotonic() < deadline, "no run recorded in time"
-            time.sleep(0.01)
+        wait_for_first_run(process, out)
         process.kill()  # the study alone, as the OOM killer would: its workers lose their parent
         _, err = process.communicate(timeout=120)  # ends when the workers close their stderr
         assert group_is_gone(process.pid), "a worker process outlived its study"
