@@ -2,9 +2,10 @@
 // library.cpp defines the schemas and the Autograd kernels from this table, bindings.cpp the
 // direct calls (minidl._C.direct), and module.cpp hands it to Python as minidl._C._ops, against
 // which tests/test_op_table.py checks the Python kernels and the shape functions.
-// Adding an op: a row here, its kernels (ops/, cpu/, cuda/), kernels/python.py, kernels/fake.py
-// and a case in tests/op_cases.py.
+// Adding an op: a row in its family's list here, its kernels (ops/, cpu/, cuda/), its Python fallback
+// (kernels/python/), its shape function (kernels/fake/) and a case in tests/op_cases*.py.
 #pragma once
+#include <ATen/core/Generator.h>
 #include <ATen/core/Tensor.h>
 
 #include <optional>
@@ -16,12 +17,14 @@ using at::IntArrayRef;
 using at::Tensor;
 using at::TensorList;
 using OptTensor = std::optional<at::Tensor>;
+using OptGenerator = std::optional<at::Generator>;
 using TensorPair = std::tuple<at::Tensor, at::Tensor>;
+using TensorTriple = std::tuple<at::Tensor, at::Tensor, at::Tensor>;
 using Tensors = std::vector<at::Tensor>;
 }  // namespace minidl::signature
 
 // Activation codes (int[] activations) are indices into MINIDL_ACTIVATIONS (activation.h).
-#define MINIDL_OPS(X)                                                                                            \
+#define MINIDL_DENSE_OPS(X)                                                                                      \
   /* y = input @ weight.T + bias */                                                                              \
   X(linear_forward, "(Tensor input, Tensor weight, Tensor? bias) -> Tensor",                                     \
     Tensor(const Tensor&, const Tensor&, const OptTensor&))                                                      \
@@ -53,6 +56,21 @@ using Tensors = std::vector<at::Tensor>;
     "(Tensor(a!)[] params, Tensor(c!)[] grads, Tensor(b!)[] momentum_buffers, float lr, float momentum, "        \
     "float weight_decay, bool zero_grads=False) -> ()",                                                          \
     void(TensorList, TensorList, TensorList, double, double, double, bool))
+
+// Convolution (Conv2d).
+#define MINIDL_CONV_OPS(X)
+
+// Pooling, batch normalisation and dropout (MaxPool2d, BatchNorm1d/2d, Dropout).
+#define MINIDL_LAYER_OPS(X)
+
+// Cross-entropy and the siamese head's pieces (CrossEntropyLoss, softmax, outer product).
+#define MINIDL_CLASSIFY_OPS(X)
+
+// Adam.
+#define MINIDL_ADAM_OPS(X)
+
+// The table: every family.
+#define MINIDL_OPS(X) MINIDL_DENSE_OPS(X) MINIDL_CONV_OPS(X) MINIDL_LAYER_OPS(X) MINIDL_CLASSIFY_OPS(X) MINIDL_ADAM_OPS(X)
 
 namespace minidl::ops {
 using namespace minidl::signature;

@@ -36,6 +36,11 @@ def autograd_reference(fn, x, gy):
 
 def op_cases(device):
     """(op name, args): every op, float32 and float64, the arguments opcheck and the direct-call tests run."""
+    return dense_cases(device) + [case for family in FAMILIES for case in family(device)]
+
+
+def dense_cases(device):
+    """The cases of the dense ops: linear, activations, mlp, mse, sgd."""
     torch.manual_seed(3)
     cases = []
     for dtype in (torch.float32, torch.float64):
@@ -66,3 +71,7 @@ def op_cases(device):
                            0.1, 0.9, 0.01, True)),
         ]
     return cases
+
+
+# The cases of the op families in files of their own (tests/op_cases_<family>.py), one entry each.
+FAMILIES = []

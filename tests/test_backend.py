@@ -2,6 +2,7 @@
 import ast
 import importlib.metadata
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -88,25 +89,29 @@ def _imports(path):
     return found
 
 
-COURSE_FILES = ["kernels/python.py", "kernels/checks.py", "nn/__init__.py", "nn/module.py", "nn/linear.py",
-                "nn/activation.py", "nn/container.py", "nn/loss.py", "optim/__init__.py", "optim/sgd.py"]
+LAYER = ("nn", "optim")
+COURSE_FILES = sorted(str(p.relative_to(PACKAGE)) for folder in LAYER + ("kernels/python", "kernels/checks")
+                      for p in (PACKAGE / folder).glob("*.py"))
 
 
-def test_course_files_list_every_file_of_the_module_layer():
-    layer = sorted(str(p.relative_to(PACKAGE)) for folder in ("nn", "optim") for p in (PACKAGE / folder).glob("*.py"))
-    assert layer == sorted(f for f in COURSE_FILES if not f.startswith("kernels/"))
+def test_course_files_are_the_module_layer_and_the_fallback():
+    for expected in ("nn/module.py", "nn/linear.py", "optim/sgd.py", "kernels/python/__init__.py",
+                     "kernels/checks/__init__.py"):
+        assert expected in COURSE_FILES
 
 
 @pytest.mark.parametrize("relative", COURSE_FILES)
 def test_course_import_rule(relative):
     """The fallback and the Module layer import from torch only `empty`; otherwise the stdlib or minidl."""
-    # ".": the package's ACTIVATIONS; the Module layer's files may import from anywhere in minidl
-    allowed_local = {"kernels/python.py": {".", ".checks"}, "kernels/checks.py": {"."}}.get(relative)
+    # The Module layer's files may import from anywhere in minidl; kernels/: the package's ACTIVATIONS (".."), the checks, and modules of their own package (".", ".name")
+    allowed_local = {"kernels/python": r"\.\.|\.\.checks(\.\w+)?|\.\w*",
+                     "kernels/checks": r"\.\.|\.\w*"}.get(relative.rsplit("/", 1)[0])
     for module, names in _imports(PACKAGE / relative):
         if module == "torch":
             assert names == ["empty"], f"{relative}: from torch import {names}"
         elif module.startswith("."):
-            assert allowed_local is None or module in allowed_local, f"{relative}: unexpected local import {module}"
+            ok = allowed_local is None or re.fullmatch(allowed_local, module)
+            assert ok, f"{relative}: unexpected local import {module}"
         else:
             assert module.split(".")[0] in sys.stdlib_module_names, f"{relative}: imports {module}"
 

@@ -1,29 +1,19 @@
-"""The kernel interface in pure Python: tensor methods only, and no torch import but `empty` (the course rule)."""
+"""The kernel interface in pure Python: tensor methods only, and no torch import but `empty` (the course rule).
+
+The dense ops (linear, activations, mlp, mse, sgd) are here; each further op family has a file of its own in
+this package, whose ops are imported at the end."""
 from torch import empty  # the one import the course allows; kernels use tensor methods
 
-from . import ACTIVATIONS
-from .checks import (check_elementwise_backward, check_float, check_linear_backward, check_linear_forward,
-                     check_mlp_backward, check_mse, check_sgd, check_stack)
+from .. import ACTIVATIONS
+from ..checks import (check_elementwise_backward, check_float, check_linear_backward, check_linear_forward,
+                      check_mlp_backward, check_mse, check_not_recorded, check_sgd, check_stack)
 
 _RELU, _TANH = ACTIVATIONS.index("relu"), ACTIVATIONS.index("tanh")
 
 
-def _check_not_recorded(op, arguments):
-    """Refuse a call that torch's autograd would record (an argument that requires grad, in grad mode): minidl's ops
-    compute their own gradients and would silently add nothing to torch's graph (csrc/not_recorded.h)."""
-    for name, value in arguments.items():
-        listed = isinstance(value, (list, tuple))
-        for t in value if listed else (value,):
-            # A new (empty) tensor computed from t requires grad only in grad mode (at t's level inside torch.func).
-            if getattr(t, "requires_grad", False) and t.as_strided((0,), (1,)).clone().requires_grad:
-                raise RuntimeError(f"{op}: {'a tensor of ' if listed else ''}{name} requires grad, but minidl ops are "
-                                   "not recorded by torch's autograd; call it under torch.no_grad() or on detached "
-                                   "tensors (minidl's modules compute their own gradients)")
-
-
 def linear_forward(input, weight, bias):
     """y = input @ weight.T + bias."""
-    _check_not_recorded("minidl.linear_forward", locals())
+    check_not_recorded("minidl.linear_forward", locals())
     check_linear_forward(input, weight, bias)
     if bias is None:
         return input.mm(weight.t())
@@ -32,7 +22,7 @@ def linear_forward(input, weight, bias):
 
 def linear_backward(grad_output, input, weight, grad_weight, grad_bias):
     """Return grad_input; add the weight and bias gradients into grad_weight and grad_bias."""
-    _check_not_recorded("minidl.linear_backward", locals())
+    check_not_recorded("minidl.linear_backward", locals())
     check_linear_backward(grad_output, input, weight, grad_weight, grad_bias)
     grad_weight.addmm_(grad_output.t(), input)
     if grad_bias is not None:
@@ -42,35 +32,35 @@ def linear_backward(grad_output, input, weight, grad_weight, grad_bias):
 
 def tanh_forward(input):
     """y = tanh(input)."""
-    _check_not_recorded("minidl.tanh_forward", locals())
+    check_not_recorded("minidl.tanh_forward", locals())
     check_float(input, "minidl.tanh_forward", "input")
     return input.tanh()
 
 
 def tanh_backward(grad_output, output):
     """grad_output * (1 - y^2), from the saved output y."""
-    _check_not_recorded("minidl.tanh_backward", locals())
+    check_not_recorded("minidl.tanh_backward", locals())
     check_elementwise_backward(grad_output, output, "minidl.tanh_backward")
     return output.mul(output).neg_().add_(1).mul_(grad_output)
 
 
 def relu_forward(input):
     """y = max(input, 0); NaN stays NaN."""
-    _check_not_recorded("minidl.relu_forward", locals())
+    check_not_recorded("minidl.relu_forward", locals())
     check_float(input, "minidl.relu_forward", "input")
     return input.clamp(min=0)
 
 
 def relu_backward(grad_output, output):
     """grad_output where y > 0, else 0 (where y is NaN the gradient passes, as in torch)."""
-    _check_not_recorded("minidl.relu_backward", locals())
+    check_not_recorded("minidl.relu_backward", locals())
     check_elementwise_backward(grad_output, output, "minidl.relu_backward")
     return grad_output.masked_fill(output.le(0), 0)
 
 
 def mlp_forward(input, weights, biases, activations):
     """A stack of Linear layers, each followed by an activation (codes: indices into ACTIVATIONS); every layer's output."""
-    _check_not_recorded("minidl.mlp_forward", locals())
+    check_not_recorded("minidl.mlp_forward", locals())
     check_stack(input, weights, biases, activations, "minidl.mlp_forward")
     outputs, x = [], input
     for w, b, a in zip(weights, biases, activations):
@@ -85,7 +75,7 @@ def mlp_forward(input, weights, biases, activations):
 
 def mlp_backward(grad_output, input, outputs, weights, grad_weights, grad_biases, activations, grad_input):
     """Add every layer's gradients into grad_weights and grad_biases; write the input's into grad_input if given."""
-    _check_not_recorded("minidl.mlp_backward", locals())
+    check_not_recorded("minidl.mlp_backward", locals())
     check_mlp_backward(grad_output, input, outputs, weights, grad_weights, grad_biases, activations, grad_input)
     g = grad_output
     for k in reversed(range(len(weights))):
@@ -104,7 +94,7 @@ def mlp_backward(grad_output, input, outputs, weights, grad_weights, grad_biases
 
 def mse_forward(output, target):
     """(mean((output - target)^2), 2 (output - target) / numel)."""
-    _check_not_recorded("minidl.mse_forward", locals())
+    check_not_recorded("minidl.mse_forward", locals())
     check_mse(output, target)
     diff = output.sub(target)
     loss = diff.square().mean()
@@ -114,7 +104,7 @@ def mse_forward(output, target):
 def sgd_step_(params, grads, momentum_buffers, lr, momentum, weight_decay, zero_grads=False):
     """One step of torch.optim.SGD's arithmetic for every parameter; momentum buffers start at zero.
     zero_grads: then set each gradient to zero."""
-    _check_not_recorded("minidl.sgd_step_", locals())
+    check_not_recorded("minidl.sgd_step_", locals())
     check_sgd(params, grads, momentum_buffers, momentum, zero_grads)
     for i, (p, g) in enumerate(zip(params, grads)):
         d = g.add(p, alpha=weight_decay) if weight_decay else g
@@ -129,3 +119,6 @@ def zero_(tensors):
     """Set every tensor to zero."""
     for t in tensors:
         t.detach().zero_()  # as torch.optim.Optimizer.zero_grad, also for leaves that require grad
+
+
+# The op families in files of their own (one import line each).

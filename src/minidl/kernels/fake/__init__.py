@@ -4,7 +4,7 @@ They check their inputs like the real kernels, so a mistake is caught while trac
 """
 import torch
 
-from .checks import (check_elementwise_backward, check_float, check_linear_backward, check_linear_forward,
+from ..checks import (check_elementwise_backward, check_float, check_linear_backward, check_linear_forward,
                      check_mlp_backward, check_mse, check_sgd, check_stack)
 
 
@@ -56,3 +56,6 @@ def _mse_forward(output, target):
 @torch.library.register_fake("minidl::sgd_step_")
 def _sgd_step_(params, grads, momentum_buffers, lr, momentum, weight_decay, zero_grads=False):
     check_sgd(params, grads, momentum_buffers, momentum, zero_grads)
+
+
+# The shape functions of the op families in files of their own (one import line each).

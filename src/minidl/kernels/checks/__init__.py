@@ -2,7 +2,7 @@
 (but dtypes as Python prints them: torch.float32 where C++ says Float)."""
 from torch import empty
 
-from . import ACTIVATIONS
+from .. import ACTIVATIONS
 
 _FLOATS = ("torch.float32", "torch.float64")
 _CODES = range(len(ACTIVATIONS))
@@ -154,3 +154,16 @@ def check_sgd(params, grads, momentum_buffers, momentum, zero_grads=False):
         if momentum:
             check_like(momentum_buffers[i], p, name, "momentum_buffer", "param")
             check_shape(momentum_buffers[i], p.shape, name, "momentum_buffer")
+
+
+def check_not_recorded(op, arguments):
+    """Refuse a call that torch's autograd would record (an argument that requires grad, in grad mode): minidl's ops
+    compute their own gradients and would silently add nothing to torch's graph (csrc/not_recorded.h)."""
+    for name, value in arguments.items():
+        listed = isinstance(value, (list, tuple))
+        for t in value if listed else (value,):
+            # A new (empty) tensor computed from t requires grad only in grad mode (at t's level inside torch.func).
+            if getattr(t, "requires_grad", False) and t.as_strided((0,), (1,)).clone().requires_grad:
+                raise RuntimeError(f"{op}: {'a tensor of ' if listed else ''}{name} requires grad, but minidl ops are "
+                                   "not recorded by torch's autograd; call it under torch.no_grad() or on detached "
+                                   "tensors (minidl's modules compute their own gradients)")
