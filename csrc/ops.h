@@ -64,7 +64,18 @@ using Tensors = std::vector<at::Tensor>;
 #define MINIDL_LAYER_OPS(X)
 
 // Cross-entropy and the siamese head's pieces (CrossEntropyLoss, softmax, outer product).
-#define MINIDL_CLASSIFY_OPS(X)
+#define MINIDL_CLASSIFY_OPS(X)                                                                                     \
+  /* (mean over rows of -log softmax(logits)[target], its gradient (softmax - onehot) / N); int64 targets */       \
+  X(cross_entropy_forward, "(Tensor logits, Tensor target) -> (Tensor, Tensor)",                                   \
+    TensorPair(const Tensor&, const Tensor&))                                                                      \
+  X(softmax_forward, "(Tensor input, int dim) -> Tensor", Tensor(const Tensor&, int64_t))                          \
+  /* from the saved output y: y * (grad_output - sum(grad_output * y, dim)) */                                     \
+  X(softmax_backward, "(Tensor grad_output, Tensor output, int dim) -> Tensor",                                    \
+    Tensor(const Tensor&, const Tensor&, int64_t))                                                                 \
+  /* input [N, 2, K] -> [N, K, K]: out[n, i, j] = input[n, 0, i] * input[n, 1, j] */                               \
+  X(pair_outer_forward, "(Tensor input) -> Tensor", Tensor(const Tensor&))                                         \
+  /* grad_output [N, K, K] -> [N, 2, K]: the gradients of both rows */                                             \
+  X(pair_outer_backward, "(Tensor grad_output, Tensor input) -> Tensor", Tensor(const Tensor&, const Tensor&))
 
 // Adam.
 #define MINIDL_ADAM_OPS(X)

@@ -16,7 +16,14 @@ CASES = [
     # (what, call, exception type, fragments the message must contain)
     ("wrong input width", lambda: _linear().forward(torch.rand(3, 5)), ValueError,
      ["Linear(2, 25", "forward", "[N, 2]", "[3, 5]"]),
-    ("1-d input", lambda: _linear().forward(torch.rand(2)), ValueError, ["Linear(2, 25", "2 dimensions", "[2]"]),
+    # inputs of shape [*, in_features] work (tests/test_classify.py); a wrong last dimension or a 0-d input does not
+    ("1-d input of the wrong width", lambda: _linear().forward(torch.rand(3)), ValueError,
+     ["Linear(2, 25", "forward", "[*, 2]", "[3]"]),
+    ("3-d input of the wrong width", lambda: _linear().forward(torch.rand(4, 2, 3)), ValueError,
+     ["Linear(2, 25", "forward", "[*, 2]", "[4, 2, 3]"]),
+    ("0-d input", lambda: _linear().forward(torch.tensor(1.0)), ValueError, ["Linear(2, 25", "[*, 2]", "[]"]),
+    ("3-d grad shape", lambda: _run_then(_linear(), torch.rand(4, 3, 2), torch.rand(3, 4, 25)), ValueError,
+     ["Linear(2, 25", "backward", "[4, 3, 25]", "[3, 4, 25]"]),
     ("float64 input into float32 weights", lambda: _linear().forward(torch.rand(3, 2, dtype=f64)), TypeError,
      ["Linear(2, 25", "input", "Double" if dl.get_backend() == "cpp" else "float64"]),
     ("integer input", lambda: _linear().forward(torch.ones(3, 2, dtype=torch.int64)), TypeError,

@@ -2,7 +2,9 @@
 from .activation import Activation, ReLU, Tanh
 from .container import Sequential, fused_layers
 from .linear import Linear
-from .loss import LossMSE
+from .loss import CrossEntropyLoss, LossMSE
 from .module import Context, Module
+from .softmax import PairOuter, Softmax
 
-__all__ = ["Module", "Context", "Linear", "Activation", "ReLU", "Tanh", "Sequential", "fused_layers", "LossMSE"]
+__all__ = ["Module", "Context", "Linear", "Activation", "ReLU", "Tanh", "Sequential", "fused_layers", "LossMSE",
+           "CrossEntropyLoss", "Softmax", "PairOuter"]

@@ -4,7 +4,7 @@ from torch import empty
 from .. import backend as _backend
 from ..kernels import ACTIVATIONS
 from .activation import ReLU, Tanh
-from .linear import Linear
+from .linear import Linear, as_rows, grad_rows
 from .module import CHECKED, USED, Context, Module, kernel_error
 
 
@@ -71,12 +71,13 @@ class Sequential(Module):
         linears = self._linears
         if linears is not None and _all_biased(linears):  # a bias can be set to None after construction
             weights = [linear.weight for linear in linears]
+            input, lead = as_rows(self, input, weights[0].shape[1])  # [*, in] runs as a matrix, as in Linear
             try:
                 outputs = _backend.ops.mlp_forward(input, weights, [linear.bias for linear in linears], self._codes)
             except CHECKED as e:
                 raise kernel_error(self, "forward", e) from None
-            ctx.stack = (input, linears, weights, self._codes, outputs)  # what mlp_backward needs but gradients
-            return outputs[-1]
+            ctx.stack = (input, linears, weights, self._codes, outputs, lead)  # what mlp_backward needs but gradients
+            return outputs[-1] if lead is None else outputs[-1].view(*lead, weights[-1].shape[0])
         ctx.stack, ctx.modules, ctx.children = None, self._modules, []
         for m in ctx.modules:
             child = Context()
@@ -98,14 +99,15 @@ class Sequential(Module):
             for m, child in zip(reversed(ctx.modules), reversed(ctx.children)):
                 grad_output = m.backward_ctx(child, grad_output)
             return grad_output if input_grad else None
-        input, linears, weights, codes, outputs = ctx.stack
+        input, linears, weights, codes, outputs, lead = ctx.stack
+        grad_output = grad_rows(self, grad_output, lead, weights[-1].shape[0])
         grad_input = empty(input.shape, dtype=input.dtype, device=input.device) if input_grad else None
         try:
             _backend.ops.mlp_backward(grad_output, input, outputs, weights, [linear.grad_weight for linear in linears],
                                       [linear.grad_bias for linear in linears], codes, grad_input)
         except CHECKED as e:
             raise kernel_error(self, "backward", e) from None
-        return grad_input
+        return grad_input if lead is None or grad_input is None else grad_input.view(*lead, input.shape[1])
 
     def named_children(self):
         return [(str(i), m) for i, m in enumerate(self._modules)]

@@ -1,16 +1,19 @@
-"""LossMSE: the mean squared error, as torch.nn.MSELoss()."""
+"""The losses: LossMSE (torch.nn.MSELoss()) and CrossEntropyLoss (torch.nn.CrossEntropyLoss()), whose kernels
+return the loss and its gradient together."""
 import math
 
 from .. import backend as _backend
 from .module import CHECKED, Module, kernel_error
 
 
-class LossMSE(Module):
-    """Mean of (output - target)^2 over all elements, as torch.nn.MSELoss(); backward() needs no argument.
+class FusedLoss(Module):
+    """A loss whose kernel `_op` returns (loss, d loss / d output); backward() needs no argument.
 
     With check_finite (the default) a loss that turns NaN or infinite raises FloatingPointError naming
     the step (the count of forward calls), instead of letting training go on with garbage.
     """
+
+    _op = None
 
     def __init__(self, check_finite=True):
         self.check_finite = check_finite
@@ -18,13 +21,14 @@ class LossMSE(Module):
 
     def forward_ctx(self, ctx, output, target):
         try:
-            loss, ctx.grad = _backend.ops.mse_forward(output, target)
+            loss, ctx.grad = getattr(_backend.ops, self._op)(output, target)
         except CHECKED as e:
             raise kernel_error(self, "forward", e) from None
         self.steps += 1
         if self.check_finite and not math.isfinite(loss.item()):
-            raise FloatingPointError(f"LossMSE: the loss became {loss.item()} at step {self.steps}; "
-                                     f"lower the learning rate, or pass LossMSE(check_finite=False) to go on")
+            name = type(self).__name__
+            raise FloatingPointError(f"{name}: the loss became {loss.item()} at step {self.steps}; "
+                                     f"lower the learning rate, or pass {name}(check_finite=False) to go on")
         return loss
 
     def backward_ctx(self, ctx, *gradwrtoutput):
@@ -33,3 +37,17 @@ class LossMSE(Module):
         for g in gradwrtoutput:
             grad = grad.mul(g)
         return grad
+
+
+class LossMSE(FusedLoss):
+    """Mean of (output - target)^2 over all elements, as torch.nn.MSELoss(); check_finite as in FusedLoss."""
+
+    _op = "mse_forward"
+
+
+class CrossEntropyLoss(FusedLoss):
+    """Mean over the batch of -log softmax(logits)[target], as torch.nn.CrossEntropyLoss(): logits [N, C], target [N]
+    of int64 class indices; backward() needs no argument. The log-softmax is computed with its maximum subtracted,
+    so large logits do not overflow. check_finite as in FusedLoss."""
+
+    _op = "cross_entropy_forward"
