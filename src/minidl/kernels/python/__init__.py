@@ -122,3 +122,6 @@ def zero_(tensors):
 
 
 # The op families in files of their own (one import line each).
+from .dropout import dropout_backward, dropout_forward  # noqa: E402
+from .norm import batch_norm_backward, batch_norm_forward  # noqa: E402
+from .pool import maxpool2d_backward, maxpool2d_forward  # noqa: E402
