@@ -54,7 +54,8 @@ def test_the_same_calls_work_under_no_grad(backend_name):
 
 
 def _requiring_grad(args, index):
-    """args with the index-th tensor (counting inside lists) cloned to require grad; and that argument's position."""
+    """args with the index-th floating-point tensor (counting inside lists) cloned to require grad; and that
+    argument's position. Integer tensors (max-pool indices) cannot require grad."""
     out, seen = [], 0
     position = None
     for k, a in enumerate(args):
@@ -62,6 +63,9 @@ def _requiring_grad(args, index):
             items = a if isinstance(a, list) else [a]
             copied = []
             for t in items:
+                if not t.is_floating_point():
+                    copied.append(t)
+                    continue
                 copied.append(t.clone().requires_grad_() if seen == index else t)
                 position = k if seen == index else position
                 seen += 1
