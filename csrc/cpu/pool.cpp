@@ -21,25 +21,29 @@ MINIDL_INLINE bool takes(T v, T m) {
   return v > m || v != v;
 }
 
+// One plane, a row of outputs at a time: the window's positions in torch's order (row-major), each
+// compared with the whole row of running maxima (vectorised over ow).
 template <typename T>
-MINIDL_CLONES void plane_forward(const T* x, T* y, int64_t* idx, int64_t H, int64_t W, int64_t OH, int64_t OW,
-                                 Window w) {
+MINIDL_CLONES void plane_forward(const T* x, T* y, int64_t* idx, int64_t W, int64_t OH, int64_t OW, Window w) {
   for (int64_t oh = 0; oh < OH; ++oh) {
+    T* ym = y + oh * OW;
+    int64_t* ik = idx + oh * OW;
+    const int64_t h0 = oh * w.sh;
     for (int64_t ow = 0; ow < OW; ++ow) {
-      const int64_t h0 = oh * w.sh, w0 = ow * w.sw;
-      T m = -std::numeric_limits<T>::infinity();
-      int64_t k = h0 * W + w0;
-      for (int64_t h = h0; h < h0 + w.kh; ++h) {
-        for (int64_t c = w0; c < w0 + w.kw; ++c) {
-          const T v = x[h * W + c];
-          if (takes(v, m)) {
-            m = v;
-            k = h * W + c;
-          }
+      ym[ow] = -std::numeric_limits<T>::infinity();
+      ik[ow] = h0 * W + ow * w.sw;
+    }
+    for (int64_t i = 0; i < w.kh; ++i) {
+      for (int64_t j = 0; j < w.kw; ++j) {
+        const int64_t first = (h0 + i) * W + j;
+        const T* xs = x + first;
+        for (int64_t ow = 0; ow < OW; ++ow) {
+          const T v = xs[ow * w.sw];
+          const bool t = takes(v, ym[ow]);
+          ym[ow] = t ? v : ym[ow];
+          ik[ow] = t ? first + ow * w.sw : ik[ow];
         }
       }
-      y[oh * OW + ow] = m;
-      idx[oh * OW + ow] = k;
     }
   }
 }
@@ -74,7 +78,7 @@ void forward(const at::Tensor& x, at::Tensor& out, at::Tensor& indices, Window w
   int64_t* ip = indices.mutable_data_ptr<int64_t>();
   if (!channels_last) {
     at::parallel_for(0, N * C, grain_for(H * W), [&](int64_t p0, int64_t p1) {
-      for (int64_t p = p0; p < p1; ++p) plane_forward(xp + p * H * W, yp + p * OH * OW, ip + p * OH * OW, H, W, OH, OW, w);
+      for (int64_t p = p0; p < p1; ++p) plane_forward(xp + p * H * W, yp + p * OH * OW, ip + p * OH * OW, W, OH, OW, w);
     });
     return;
   }
