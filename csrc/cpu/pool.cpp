@@ -6,7 +6,9 @@
 #include <ATen/Parallel.h>
 
 #include <atomic>
+#include <cstring>
 #include <limits>
+#include <type_traits>
 
 #include "runtime/clones.h"
 #include "runtime/grain.h"
@@ -18,32 +20,44 @@ namespace {
 // Whether v replaces the running maximum m: larger, or NaN (which then stays, unless another NaN follows).
 template <typename T>
 MINIDL_INLINE bool takes(T v, T m) {
-  return v > m || v != v;
+  return (v > m) | (v != v);
 }
 
-// One plane, a row of outputs at a time: the window's positions in torch's order (row-major), each
-// compared with the whole row of running maxima (vectorised over ow).
+// b, or a where the mask t is all ones: through the bits, so that the compiler cannot turn the choice into a
+// branch (which random data mispredicts half the time).
 template <typename T>
+MINIDL_INLINE T select_bits(int64_t t, T a, T b) {
+  using I = std::conditional_t<sizeof(T) == 4, int32_t, int64_t>;
+  I ia, ib;
+  std::memcpy(&ia, &a, sizeof(T));
+  std::memcpy(&ib, &b, sizeof(T));
+  const I r = (ia & static_cast<I>(t)) | (ib & ~static_cast<I>(t));
+  T out;
+  std::memcpy(&out, &r, sizeof(T));
+  return out;
+}
+
+// One plane, output by output; the window's positions in torch's order (row-major). KH and KW fix the
+// window at compile time (the common 2x2 then runs without inner loops), 0 takes w's.
+template <int KH, int KW, typename T>
 MINIDL_CLONES void plane_forward(const T* x, T* y, int64_t* idx, int64_t W, int64_t OH, int64_t OW, Window w) {
+  const int64_t kh = KH ? KH : w.kh, kw = KW ? KW : w.kw;
   for (int64_t oh = 0; oh < OH; ++oh) {
-    T* ym = y + oh * OW;
-    int64_t* ik = idx + oh * OW;
-    const int64_t h0 = oh * w.sh;
     for (int64_t ow = 0; ow < OW; ++ow) {
-      ym[ow] = -std::numeric_limits<T>::infinity();
-      ik[ow] = h0 * W + ow * w.sw;
-    }
-    for (int64_t i = 0; i < w.kh; ++i) {
-      for (int64_t j = 0; j < w.kw; ++j) {
-        const int64_t first = (h0 + i) * W + j;
-        const T* xs = x + first;
-        for (int64_t ow = 0; ow < OW; ++ow) {
-          const T v = xs[ow * w.sw];
-          const bool t = takes(v, ym[ow]);
-          ym[ow] = t ? v : ym[ow];
-          ik[ow] = t ? first + ow * w.sw : ik[ow];
+      const int64_t first = oh * w.sh * W + ow * w.sw;
+      const T* xs = x + first;
+      T m = -std::numeric_limits<T>::infinity();
+      int64_t k = 0;
+      for (int64_t i = 0; i < kh; ++i) {
+        for (int64_t j = 0; j < kw; ++j) {
+          const T v = xs[i * W + j];
+          const int64_t t = -static_cast<int64_t>(takes(v, m));
+          m = select_bits(t, v, m);
+          k = (k & ~t) | ((i * W + j) & t);
         }
       }
+      y[oh * OW + ow] = m;
+      idx[oh * OW + ow] = first + k;
     }
   }
 }
@@ -78,7 +92,13 @@ void forward(const at::Tensor& x, at::Tensor& out, at::Tensor& indices, Window w
   int64_t* ip = indices.mutable_data_ptr<int64_t>();
   if (!channels_last) {
     at::parallel_for(0, N * C, grain_for(H * W), [&](int64_t p0, int64_t p1) {
-      for (int64_t p = p0; p < p1; ++p) plane_forward(xp + p * H * W, yp + p * OH * OW, ip + p * OH * OW, W, OH, OW, w);
+      for (int64_t p = p0; p < p1; ++p) {
+        if (w.kh == 2 && w.kw == 2) {
+          plane_forward<2, 2>(xp + p * H * W, yp + p * OH * OW, ip + p * OH * OW, W, OH, OW, w);
+        } else {
+          plane_forward<0, 0>(xp + p * H * W, yp + p * OH * OW, ip + p * OH * OW, W, OH, OW, w);
+        }
+      }
     });
     return;
   }
