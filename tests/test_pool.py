@@ -9,7 +9,9 @@ from conftest import require_cpp
 TOL = {torch.float64: dict(rtol=1e-12, atol=1e-12), torch.float32: dict(rtol=1e-6, atol=1e-6)}
 # (shape, kernel_size, stride): odd sizes, batch 1, stride below and above the kernel, windows that miss the edge
 POOLS = [((2, 3, 8, 8), 2, None), ((1, 1, 5, 7), 2, None), ((3, 4, 7, 9), (3, 2), (1, 2)), ((2, 2, 6, 5), 3, 2),
-         ((1, 5, 4, 4), 4, None), ((4, 3, 9, 6), (2, 3), (3, 1)), ((2, 2, 3, 3), 1, 2)]
+         ((1, 5, 4, 4), 4, None), ((4, 3, 9, 6), (2, 3), (3, 1)), ((2, 2, 3, 3), 1, 2),
+         # 8 channels and more with short output rows: the C++ kernel runs NCHW inputs through its channels-last loop
+         ((3, 9, 6, 7), 2, None), ((2, 16, 5, 5), (2, 3), (1, 2)), ((1, 64, 4, 4), 2, None)]
 
 
 def _layout(t, channels_last):
@@ -66,7 +68,7 @@ def test_maxpool2d_backends_agree_bit_for_bit(device):
 
     torch.manual_seed(1)
     for channels_last in (False, True):
-        x = _layout(torch.randn(3, 5, 11, 10, device=device), channels_last)
+        x = _layout(torch.randn(3, 9, 11, 10, device=device), channels_last)
         outs = [k.maxpool2d_forward(x, [3, 3], [2, 1]) for k in (cpp, python)]
         assert all(torch.equal(a, b) for a, b in zip(*outs))
         g = torch.randn_like(outs[0][0])

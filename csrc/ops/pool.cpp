@@ -29,13 +29,19 @@ std::tuple<at::Tensor, at::Tensor> maxpool2d_forward(const at::Tensor& input, at
   check_cpu(input, op);
   const at::NoGradGuard no_grad;  // see ops/linear.cpp
   const at::MemoryFormat format = format_of(input);
-  at::Tensor x = input.contiguous(format);
-  at::Tensor out = at::empty(shape, x.options().memory_format(format));
-  at::Tensor indices = at::empty(shape, x.options().dtype(at::kLong).memory_format(format));
+  // Rows of fewer outputs than a vector holds leave the NCHW loop little to vectorise: then the
+  // channels-last loop (vectorised over channels) runs on a transposed copy, and the results are
+  // transposed back.
+  const bool transposed = format == at::MemoryFormat::Contiguous && shape[3] < 8 && shape[1] >= 8;
+  const at::MemoryFormat loop_format = transposed ? at::MemoryFormat::ChannelsLast : format;
+  at::Tensor x = input.contiguous(loop_format);
+  at::Tensor out = at::empty(shape, x.options().memory_format(loop_format));
+  at::Tensor indices = at::empty(shape, x.options().dtype(at::kLong).memory_format(loop_format));
   if (out.numel() > 0) {
     cpu::maxpool2d_forward_out(x, out, indices, {kernel_size[0], kernel_size[1], stride[0], stride[1]},
-                               format == at::MemoryFormat::ChannelsLast);
+                               loop_format == at::MemoryFormat::ChannelsLast);
   }
+  if (transposed) return {out.contiguous(), indices.contiguous()};
   return {out, indices};
 }
 
