@@ -218,3 +218,33 @@ def test_train_and_eval_reach_batch_norm_inside_sequential(backend_name):
     h = net[0].forward(x)
     expected = (h - stats) / (net[1].running_var + 1e-5).sqrt()
     torch.testing.assert_close(y, expected.tanh(), rtol=1e-5, atol=1e-6)
+
+
+def test_cpp_results_do_not_depend_on_the_thread_count():
+    """Large enough for the loops to split over threads: the same bits with 1 thread and with 2."""
+    require_cpp()
+    from minidl.kernels import cpp
+
+    torch.manual_seed(7)
+    threads = torch.get_num_threads()
+    results = []
+    try:
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            out = []
+            for channels_last in (False, True):
+                x = _layout(torch.randn(64, 48, 12, 12) * 2 + 1, channels_last)
+                g = torch.randn_like(x)
+                rm, rv = torch.zeros(48), torch.ones(48)
+                y, mean, invstd = cpp.batch_norm_forward(x, torch.ones(48), torch.zeros(48), rm, rv, True, 0.1, 1e-5)
+                gw, gb = torch.zeros(48), torch.zeros(48)
+                out += [y, mean, invstd, rm, rv, cpp.batch_norm_backward(g, x, torch.ones(48), mean, invstd, gw, gb, True),
+                        gw, gb]
+                pooled, indices = cpp.maxpool2d_forward(x, [3, 3], [2, 1])
+                out += [pooled, indices, cpp.maxpool2d_backward(torch.randn_like(pooled), x, indices, [3, 3], [2, 1])]
+            results.append(out)
+            torch.manual_seed(7)
+    finally:
+        torch.set_num_threads(threads)
+    for a, b in zip(*results):
+        assert torch.equal(a, b)
