@@ -61,7 +61,29 @@ using Tensors = std::vector<at::Tensor>;
 #define MINIDL_CONV_OPS(X)
 
 // Pooling, batch normalisation and dropout (MaxPool2d, BatchNorm1d/2d, Dropout).
-#define MINIDL_LAYER_OPS(X)
+#define MINIDL_LAYER_OPS(X)                                                                                      \
+  /* (output, indices): each window's first maximum (a NaN wins) and its index h * W + w in its plane */        \
+  X(maxpool2d_forward, "(Tensor input, int[] kernel_size, int[] stride) -> (Tensor, Tensor)",                    \
+    TensorPair(const Tensor&, IntArrayRef, IntArrayRef))                                                         \
+  /* grad_input: each grad_output element added at its window's saved index */                                  \
+  X(maxpool2d_backward,                                                                                          \
+    "(Tensor grad_output, Tensor input, Tensor indices, int[] kernel_size, int[] stride) -> Tensor",             \
+    Tensor(const Tensor&, const Tensor&, const Tensor&, IntArrayRef, IntArrayRef))                               \
+  /* (output, mean, invstd) over dims 0, 2, ...; training: batch statistics, running ones updated in place */   \
+  /* (unbiased variance); else the running statistics */                                                         \
+  X(batch_norm_forward,                                                                                          \
+    "(Tensor input, Tensor weight, Tensor bias, Tensor(a!) running_mean, Tensor(b!) running_var, bool training, " \
+    "float momentum, float eps) -> (Tensor, Tensor, Tensor)",                                                    \
+    TensorTriple(const Tensor&, const Tensor&, const Tensor&, Tensor&, Tensor&, bool, double, double))           \
+  /* returns grad_input; adds the weight and bias gradients into grad_weight and grad_bias */                    \
+  X(batch_norm_backward,                                                                                         \
+    "(Tensor grad_output, Tensor input, Tensor weight, Tensor mean, Tensor invstd, Tensor(a!) grad_weight, "     \
+    "Tensor(b!) grad_bias, bool training) -> Tensor",                                                            \
+    Tensor(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&, Tensor&, Tensor&, bool))   \
+  /* (output, mask): mask = bernoulli(1 - p) / (1 - p) drawn as torch's dropout draws it, output = input*mask */ \
+  X(dropout_forward, "(Tensor input, float p, Generator? generator=None) -> (Tensor, Tensor)",                   \
+    TensorPair(const Tensor&, double, const OptGenerator&))                                                      \
+  X(dropout_backward, "(Tensor grad_output, Tensor mask) -> Tensor", Tensor(const Tensor&, const Tensor&))
 
 // Cross-entropy and the siamese head's pieces (CrossEntropyLoss, softmax, outer product).
 #define MINIDL_CLASSIFY_OPS(X)                                                                                     \

@@ -77,3 +77,6 @@ def dense_cases(device):
 from op_cases_classify import classify_cases  # noqa: E402
 
 FAMILIES = [classify_cases]
+from op_cases_layer import layer_cases  # noqa: E402
+
+FAMILIES = [layer_cases]

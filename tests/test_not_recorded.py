@@ -55,7 +55,7 @@ def test_the_same_calls_work_under_no_grad(backend_name):
 
 def _requiring_grad(args, index):
     """args with the index-th floating-point tensor (counting inside lists) cloned to require grad; and that
-    argument's position."""
+    argument's position. Integer tensors (max-pool indices) cannot require grad."""
     out, seen = [], 0
     position = None
     for k, a in enumerate(args):
@@ -63,7 +63,7 @@ def _requiring_grad(args, index):
             items = a if isinstance(a, list) else [a]
             copied = []
             for t in items:
-                if not t.is_floating_point():  # integer tensors (class targets) cannot require grad
+                if not t.is_floating_point():
                     copied.append(t)
                     continue
                 copied.append(t.clone().requires_grad_() if seen == index else t)

@@ -1,0 +1,81 @@
+"""BatchNorm1d and BatchNorm2d: per-channel normalisation with batch statistics in training (which also
+update running ones) and the running statistics in evaluation, then a per-channel scale and shift."""
+from torch import empty
+
+from .. import backend as _backend
+from .module import CHECKED, FLOAT_DTYPES, Module, kernel_error
+
+
+class _BatchNorm(Module):
+    """The common part: weight (ones) and bias (zeros) parameters, running_mean, running_var and
+    num_batches_tracked buffers, as torch.nn's; momentum=None averages over every batch seen."""
+
+    buffer_names = ("running_mean", "running_var", "num_batches_tracked")
+    input_dims = ()  # the numbers of dimensions an input may have
+    expected = ""  # how the error for another number says it
+
+    def __init__(self, num_features, eps=1e-5, momentum=0.1, device=None, dtype=None):
+        name = type(self).__name__
+        if not isinstance(num_features, int) or isinstance(num_features, bool) or num_features < 1:
+            raise ValueError(f"{name}: expected num_features to be a positive int, got {num_features!r}")
+        if dtype is not None and str(dtype) not in FLOAT_DTYPES:
+            raise TypeError(f"{name}: expected dtype float32 or float64 (what the kernels take), got {dtype!r}")
+        if momentum is not None and not isinstance(momentum, (int, float)):
+            raise TypeError(f"{name}: expected momentum to be a number or None, got {momentum!r}")
+        self.num_features, self.eps, self.momentum = num_features, eps, momentum
+        try:
+            self.weight = empty(num_features, device=device, dtype=dtype).fill_(1)
+        except (RuntimeError, TypeError, AssertionError) as e:  # torch asserts when built without CUDA
+            kind = TypeError if isinstance(e, TypeError) else RuntimeError
+            raise kind(f"{name}: cannot make parameters with device={device!r}, dtype={dtype!r}: {e}") from None
+        self.bias = empty(num_features, device=device, dtype=dtype).zero_()
+        self.grad_weight = empty(num_features, device=device, dtype=dtype).zero_()
+        self.grad_bias = empty(num_features, device=device, dtype=dtype).zero_()
+        self.running_mean = empty(num_features, device=device, dtype=dtype).zero_()
+        self.running_var = empty(num_features, device=device, dtype=dtype).fill_(1)
+        self.num_batches_tracked = empty((), device=device).long().zero_()
+
+    def forward_ctx(self, ctx, input):
+        if getattr(input, "dim", None) is not None and input.dim() not in self.input_dims:
+            raise ValueError(f"{self!r}.forward: expected {self.expected} input, got shape {list(input.shape)}")
+        training, momentum = self.training, self.momentum
+        if training and momentum is None:  # a cumulative average, as torch.nn's
+            momentum = 1.0 / (int(self.num_batches_tracked) + 1)
+        weight = self.weight
+        try:
+            output, mean, invstd = _backend.ops.batch_norm_forward(
+                input, weight, self.bias, self.running_mean, self.running_var, training, momentum, self.eps)
+        except CHECKED as e:
+            raise kernel_error(self, "forward", e) from None
+        if training:
+            self.num_batches_tracked.add_(1)
+        ctx.input, ctx.weight, ctx.mean, ctx.invstd, ctx.training = input, weight, mean, invstd, training
+        return output
+
+    def backward_ctx(self, ctx, grad_output):
+        try:
+            return _backend.ops.batch_norm_backward(grad_output, ctx.input, ctx.weight, ctx.mean, ctx.invstd,
+                                                    self.grad_weight, self.grad_bias, ctx.training)
+        except CHECKED as e:
+            raise kernel_error(self, "backward", e) from None
+
+    def param(self):
+        return [(self.weight, self.grad_weight), (self.bias, self.grad_bias)]
+
+    def named_param(self):
+        return [("weight", self.weight, self.grad_weight), ("bias", self.bias, self.grad_bias)]
+
+    def __repr__(self):
+        return f"{type(self).__name__}({self.num_features}, eps={self.eps}, momentum={self.momentum})"
+
+
+class BatchNorm1d(_BatchNorm):
+    """Batch norm over [N, C] or [N, C, L] inputs: statistics per channel C."""
+
+    input_dims, expected = (2, 3), "2D or 3D"
+
+
+class BatchNorm2d(_BatchNorm):
+    """Batch norm over [N, C, H, W] inputs (NCHW or channels-last): statistics per channel C."""
+
+    input_dims, expected = (4,), "4D"
