@@ -1,0 +1,107 @@
+// im2col and col2im on the CPU (see conv.h). Both walk the input channels-last, where a window's
+// row of kw pixels is one contiguous run of kw * C values; each output element is computed by one
+// thread, in a fixed order, so the results do not depend on the thread count.
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+#include <ATen/core/Tensor.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "../conv.h"
+#include "runtime/grain.h"
+
+namespace minidl {
+namespace cpu {
+namespace {
+
+// x: the input as dense [N, H, W, C]; cols: [N*OH*OW, KH*KW*C].
+template <typename T>
+void im2col_loop(const T* x, const ConvShape& s, T* cols) {
+  const int64_t taps = s.taps(), run = s.kw * s.c;
+  at::parallel_for(0, s.n, grain_for(s.oh * s.ow * taps), [&](int64_t n0, int64_t n1) {
+    for (int64_t n = n0; n < n1; ++n) {
+      const T* image = x + n * s.h * s.w * s.c;
+      T* row = cols + n * s.oh * s.ow * taps;
+      for (int64_t oh = 0; oh < s.oh; ++oh) {
+        for (int64_t ow = 0; ow < s.ow; ++ow, row += taps) {
+          const int64_t iw0 = ow * s.sw - s.pw;
+          const bool inside_w = iw0 >= 0 && iw0 + s.kw <= s.w;
+          for (int64_t kh = 0; kh < s.kh; ++kh) {
+            const int64_t ih = oh * s.sh - s.ph + kh;
+            T* dst = row + kh * run;
+            if (ih < 0 || ih >= s.h) {
+              std::fill(dst, dst + run, T(0));
+              continue;
+            }
+            const T* line = image + ih * s.w * s.c;
+            if (inside_w) {
+              std::copy(line + iw0 * s.c, line + iw0 * s.c + run, dst);
+              continue;
+            }
+            for (int64_t kw = 0; kw < s.kw; ++kw) {
+              const int64_t iw = iw0 + kw;
+              if (iw < 0 || iw >= s.w) {
+                std::fill(dst + kw * s.c, dst + (kw + 1) * s.c, T(0));
+              } else {
+                std::copy(line + iw * s.c, line + (iw + 1) * s.c, dst + kw * s.c);
+              }
+            }
+          }
+        }
+      }
+    }
+  });
+}
+
+// Each grad_input element gathers its windows' entries in (kh, kw) order: no races, no atomics.
+// g: strides of grad_input [N, C, H, W].
+template <typename T>
+void col2im_loop(const T* cols, const ConvShape& s, T* gx, at::IntArrayRef g) {
+  const int64_t taps = s.taps();
+  at::parallel_for(0, s.n, grain_for(s.h * s.w * s.c * s.kh * s.kw), [&](int64_t n0, int64_t n1) {
+    std::vector<T> sum(s.c);
+    for (int64_t n = n0; n < n1; ++n) {
+      const T* image = cols + n * s.oh * s.ow * taps;
+      for (int64_t ih = 0; ih < s.h; ++ih) {
+        for (int64_t iw = 0; iw < s.w; ++iw) {
+          std::fill(sum.begin(), sum.end(), T(0));
+          for (int64_t kh = 0; kh < s.kh; ++kh) {
+            const int64_t th = ih + s.ph - kh;
+            if (th < 0 || th % s.sh != 0 || th / s.sh >= s.oh) continue;
+            for (int64_t kw = 0; kw < s.kw; ++kw) {
+              const int64_t tw = iw + s.pw - kw;
+              if (tw < 0 || tw % s.sw != 0 || tw / s.sw >= s.ow) continue;
+              const T* src = image + ((th / s.sh) * s.ow + tw / s.sw) * taps + (kh * s.kw + kw) * s.c;
+              for (int64_t c = 0; c < s.c; ++c) sum[c] += src[c];
+            }
+          }
+          T* dst = gx + n * g[0] + ih * g[2] + iw * g[3];
+          for (int64_t c = 0; c < s.c; ++c) dst[c * g[1]] = sum[c];
+        }
+      }
+    }
+  });
+}
+
+}  // namespace
+
+void im2col(const at::Tensor& input, const ConvShape& s, at::Tensor& cols) {
+  // Dense channels-last (a no-op for such an input): its strides are then those of [N, H, W, C],
+  // except for dimensions of size 1, whose strides are never used.
+  const at::Tensor x = input.contiguous(at::MemoryFormat::ChannelsLast);
+  TORCH_INTERNAL_ASSERT(cols.is_contiguous() && cols.size(0) == s.positions() && cols.size(1) == s.taps());
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "minidl_im2col", [&] {
+    im2col_loop(x.const_data_ptr<scalar_t>(), s, cols.mutable_data_ptr<scalar_t>());
+  });
+}
+
+void col2im(const at::Tensor& cols, const ConvShape& s, at::Tensor& grad_input) {
+  TORCH_INTERNAL_ASSERT(cols.is_contiguous() && cols.size(0) == s.positions() && cols.size(1) == s.taps());
+  AT_DISPATCH_FLOATING_TYPES(cols.scalar_type(), "minidl_col2im", [&] {
+    col2im_loop(cols.const_data_ptr<scalar_t>(), s, grad_input.mutable_data_ptr<scalar_t>(), grad_input.strides());
+  });
+}
+
+}  // namespace cpu
+}  // namespace minidl
