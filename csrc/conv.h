@@ -26,6 +26,8 @@ namespace cpu {
 void im2col(const at::Tensor& input, const ConvShape& s, at::Tensor& cols);
 // grad_input [N, C, H, W] of any strides (written) = the sum of cols' entries over each element's windows.
 void col2im(const at::Tensor& cols, const ConvShape& s, at::Tensor& grad_input);
+// dst[i] = src[i].T for each of the `batch` matrices [rows, cols] of src; both contiguous, of one dtype.
+void transpose_batched(const at::Tensor& src, int64_t batch, int64_t rows, int64_t cols, at::Tensor& dst);
 }  // namespace cpu
 
 namespace cuda {

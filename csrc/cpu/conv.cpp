@@ -84,7 +84,35 @@ void col2im_loop(const T* cols, const ConvShape& s, T* gx, at::IntArrayRef g) {
   });
 }
 
+// Tiles small enough that a tile's rows and columns both stay in L1.
+template <typename T>
+void transpose_loop(const T* src, int64_t batch, int64_t rows, int64_t cols, T* dst) {
+  constexpr int64_t kTile = 16;
+  at::parallel_for(0, batch, grain_for(rows * cols), [&](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; ++b) {
+      const T* s = src + b * rows * cols;
+      T* d = dst + b * rows * cols;
+      for (int64_t i0 = 0; i0 < rows; i0 += kTile) {
+        const int64_t i1 = std::min(rows, i0 + kTile);
+        for (int64_t j0 = 0; j0 < cols; j0 += kTile) {
+          const int64_t j1 = std::min(cols, j0 + kTile);
+          for (int64_t i = i0; i < i1; ++i)
+            for (int64_t j = j0; j < j1; ++j) d[j * rows + i] = s[i * cols + j];
+        }
+      }
+    }
+  });
+}
+
 }  // namespace
+
+void transpose_batched(const at::Tensor& src, int64_t batch, int64_t rows, int64_t cols, at::Tensor& dst) {
+  TORCH_INTERNAL_ASSERT(src.is_contiguous() && dst.is_contiguous() && src.numel() == batch * rows * cols &&
+                        dst.numel() == src.numel() && src.scalar_type() == dst.scalar_type());
+  AT_DISPATCH_FLOATING_TYPES(src.scalar_type(), "minidl_transpose_batched", [&] {
+    transpose_loop(src.const_data_ptr<scalar_t>(), batch, rows, cols, dst.mutable_data_ptr<scalar_t>());
+  });
+}
 
 void im2col(const at::Tensor& input, const ConvShape& s, at::Tensor& cols) {
   // Dense channels-last (a no-op for such an input): its strides are then those of [N, H, W, C],

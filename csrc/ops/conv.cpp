@@ -12,6 +12,7 @@
 
 #include "../checks.h"
 #include "../conv.h"
+#include "../cpu/runtime/block_cache.h"
 
 namespace minidl {
 namespace {
@@ -65,8 +66,33 @@ void col2im(const at::Tensor& cols, const ConvShape& s, at::Tensor& grad_input) 
   cpu::col2im(cols, s, grad_input);
 }
 
+// Uninitialised and contiguous; on the CPU from the cache of freed blocks (no page faults per call).
+at::Tensor new_buffer(at::IntArrayRef sizes, const at::TensorOptions& options) {
+  return options.device().is_cpu() ? cpu::empty_output(sizes, options) : at::empty(sizes, options);
+}
+
+// An uninitialised [N, C, H, W] in `format`, with at::empty's strides.
+at::Tensor new_image(int64_t n, int64_t c, int64_t h, int64_t w, const at::TensorOptions& options,
+                     at::MemoryFormat format) {
+  if (format == at::MemoryFormat::ChannelsLast) return new_buffer({n, h, w, c}, options).permute({0, 3, 1, 2});
+  return new_buffer({n, c, h, w}, options);
+}
+
 // [N, C, H, W] (of any strides) as the matrix [N*H*W, C]: a view when channels-last, else a copy.
-at::Tensor as_rows(const at::Tensor& t) { return t.permute({0, 2, 3, 1}).reshape({-1, t.size(1)}); }
+at::Tensor as_rows(const at::Tensor& t) {
+  const at::Tensor rows = t.permute({0, 2, 3, 1});
+  if (rows.is_contiguous()) return rows.reshape({-1, t.size(1)});
+  if (!t.is_cpu() || !t.is_contiguous()) return rows.reshape({-1, t.size(1)});
+  at::Tensor out = new_buffer({t.size(0) * t.size(2) * t.size(3), t.size(1)}, t.options());
+  cpu::transpose_batched(t, t.size(0), t.size(1), t.size(2) * t.size(3), out);  // faster than ATen's copy here
+  return out;
+}
+
+// output [N, O, OH, OW], contiguous, from its rows [N*OH*OW, O].
+void rows_to_contiguous(const at::Tensor& rows, const ConvShape& s, at::Tensor& output) {
+  if (output.is_cpu()) return cpu::transpose_batched(rows, s.n, s.oh * s.ow, s.o, output);
+  output.copy_(rows.view({s.n, s.oh, s.ow, s.o}).permute({0, 3, 1, 2}));
+}
 
 // The weight as [O, KH*KW*C], channel fastest: a view of a channels-last weight, else a copy.
 at::Tensor weight_matrix(const at::Tensor& weight) {
@@ -85,18 +111,18 @@ at::Tensor conv2d_forward(const at::Tensor& input, const at::Tensor& weight, con
   }
   const at::NoGradGuard no_grad;  // see ops/linear.cpp
   const at::MemoryFormat format = output_format(input, weight);
-  at::Tensor output = at::empty({s.n, s.o, s.oh, s.ow}, weight.options().memory_format(format));
+  at::Tensor output = new_image(s.n, s.o, s.oh, s.ow, weight.options(), format);
   if (output.numel() == 0) return output;
-  at::Tensor cols = at::empty({s.positions(), s.taps()}, weight.options());
+  at::Tensor cols = new_buffer({s.positions(), s.taps()}, weight.options());
   im2col(input, s, cols);
   const bool direct = format == at::MemoryFormat::ChannelsLast;
-  at::Tensor rows = direct ? as_rows(output) : at::empty({s.positions(), s.o}, weight.options());
+  at::Tensor rows = direct ? as_rows(output) : new_buffer({s.positions(), s.o}, weight.options());
   if (bias.has_value()) {
     at::addmm_out(rows, *bias, cols, weight_matrix(weight).t());
   } else {
     at::mm_out(rows, cols, weight_matrix(weight).t());
   }
-  if (!direct) output.copy_(rows.view({s.n, s.oh, s.ow, s.o}).permute({0, 3, 1, 2}));
+  if (!direct) rows_to_contiguous(rows, s, output);
   return output;
 }
 
@@ -115,23 +141,20 @@ at::Tensor conv2d_backward(const at::Tensor& grad_output, const at::Tensor& inpu
   }
   const at::NoGradGuard no_grad;  // see ops/linear.cpp
   const at::Tensor rows = as_rows(grad_output);  // [N*OH*OW, O]
-  at::Tensor cols = at::empty({s.positions(), s.taps()}, weight.options());
+  at::Tensor cols = new_buffer({s.positions(), s.taps()}, weight.options());
   if (s.positions() > 0) {
     im2col(input, s, cols);
-    // grad_weight += rows.T @ cols, in place when its memory is in (o, kh, kw, c) order.
-    at::Tensor gw = grad_weight.permute({0, 2, 3, 1});
-    if (gw.is_contiguous()) {
-      gw.view({s.o, s.taps()}).addmm_(rows.t(), cols);
-    } else {
-      grad_weight.add_(at::mm(rows.t(), cols).view({s.o, s.kh, s.kw, s.c}).permute({0, 3, 1, 2}));
-    }
+    // grad_weight += (cols.T @ rows).T: this orientation keeps BLAS efficient when the kernel has few
+    // taps (a first layer), where rows.T @ cols is a poorly blocked product.
+    const at::Tensor taps_by_out = at::mm(cols.t(), rows);
+    grad_weight.add_(taps_by_out.t().view({s.o, s.kh, s.kw, s.c}).permute({0, 3, 1, 2}));
     if (grad_bias.has_value()) {
       at::Tensor gb = *grad_bias;
       gb.add_(rows.sum(0));
     }
   }
   if (!input_grad) return at::empty({0}, weight.options());
-  at::Tensor grad_input = at::empty({s.n, s.c, s.h, s.w}, weight.options().memory_format(output_format(input, weight)));
+  at::Tensor grad_input = new_image(s.n, s.c, s.h, s.w, weight.options(), output_format(input, weight));
   if (grad_input.numel() == 0) return grad_input;
   at::mm_out(cols, rows, weight_matrix(weight));  // the windows' gradients, in the buffer of the windows
   col2im(cols, s, grad_input);

@@ -42,7 +42,7 @@ def conv2d_backward(grad_output, input, weight, grad_weight, grad_bias, stride, 
     o, _, kh, kw = weight.shape
     rows = grad_output.permute(0, 2, 3, 1).reshape(-1, o)
     cols = _windows(input, kh, kw, stride, padding)
-    grad_weight.add_(rows.t().mm(cols).view(o, kh, kw, c).permute(0, 3, 1, 2))
+    grad_weight.add_(cols.t().mm(rows).t().view(o, kh, kw, c).permute(0, 3, 1, 2))  # the C++ kernel's product
     if grad_bias is not None:
         grad_bias.add_(rows.sum(0))
     if not input_grad:
