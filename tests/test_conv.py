@@ -17,6 +17,8 @@ CONFIGS = [
     (2, 4, 8, 11, 3, 2, 3, (2, 1), (1, 2)),
     (1, 3, 4, 3, 2, 4, 3, (1, 1), (0, 0)),  # the kernel covers the whole input
     (2, 2, 3, 3, 3, 5, 4, (1, 2), (1, 1)),  # a kernel larger than the input, not than the padded input
+    (3, 1, 7, 9, 4, 3, 3, (1, 1), (1, 1)),  # one channel, 3x3: the C++ im2col's compiled run of 3
+    (2, 2, 6, 5, 3, 3, 3, (2, 1), (1, 0)),  # two channels, 3x3: its run of 6, with padding
     (5, 2, 14, 14, 32, 3, 3, (1, 1), (0, 0)),  # the study's first layer
     (4, 32, 6, 6, 64, 3, 3, (1, 1), (0, 0)),  # and its second
 ]

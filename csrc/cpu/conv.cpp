@@ -6,6 +6,7 @@
 #include <ATen/core/Tensor.h>
 
 #include <algorithm>
+#include <cstring>
 #include <vector>
 
 #include "../conv.h"
@@ -15,10 +16,35 @@ namespace minidl {
 namespace cpu {
 namespace {
 
-// x: the input as dense [N, H, W, C]; cols: [N*OH*OW, KH*KW*C].
+// Runs are short in a first layer (kw * C values: 3 to 6): a short one is copied by an unrolled
+// loop of a fixed trip count rather than by a call to memmove/memset, which costs more than the copy.
+constexpr int64_t kShortRun = 16;
+
 template <typename T>
+inline void copy_run(const T* src, int64_t n, T* dst) {
+  if (n > kShortRun) {
+    std::memcpy(dst, src, n * sizeof(T));
+    return;
+  }
+  for (int64_t i = 0; i < kShortRun; ++i)
+    if (i < n) dst[i] = src[i];
+}
+
+template <typename T>
+inline void zero_run(int64_t n, T* dst) {
+  if (n > kShortRun) {
+    std::fill(dst, dst + n, T(0));
+    return;
+  }
+  for (int64_t i = 0; i < kShortRun; ++i)
+    if (i < n) dst[i] = T(0);
+}
+
+// x: the input as dense [N, H, W, C]; cols: [N*OH*OW, KH*KW*C]. Run > 0: kw * C known at compile
+// time (a first layer's 3x3 on 1 or 2 channels), whose copies then compile to a few vector moves.
+template <typename T, int64_t Run>
 void im2col_loop(const T* x, const ConvShape& s, T* cols) {
-  const int64_t taps = s.taps(), run = s.kw * s.c;
+  const int64_t taps = s.taps(), run = Run > 0 ? Run : s.kw * s.c;
   at::parallel_for(0, s.n, grain_for(s.oh * s.ow * taps), [&](int64_t n0, int64_t n1) {
     for (int64_t n = n0; n < n1; ++n) {
       const T* image = x + n * s.h * s.w * s.c;
@@ -31,20 +57,25 @@ void im2col_loop(const T* x, const ConvShape& s, T* cols) {
             const int64_t ih = oh * s.sh - s.ph + kh;
             T* dst = row + kh * run;
             if (ih < 0 || ih >= s.h) {
-              std::fill(dst, dst + run, T(0));
+              zero_run(run, dst);
               continue;
             }
             const T* line = image + ih * s.w * s.c;
+            if (inside_w && Run > 0) {
+              const T* src = line + iw0 * s.c;
+              for (int64_t i = 0; i < Run; ++i) dst[i] = src[i];
+              continue;
+            }
             if (inside_w) {
-              std::copy(line + iw0 * s.c, line + iw0 * s.c + run, dst);
+              copy_run(line + iw0 * s.c, run, dst);
               continue;
             }
             for (int64_t kw = 0; kw < s.kw; ++kw) {
               const int64_t iw = iw0 + kw;
               if (iw < 0 || iw >= s.w) {
-                std::fill(dst + kw * s.c, dst + (kw + 1) * s.c, T(0));
+                zero_run(s.c, dst + kw * s.c);
               } else {
-                std::copy(line + iw * s.c, line + (iw + 1) * s.c, dst + kw * s.c);
+                copy_run(line + iw * s.c, s.c, dst + kw * s.c);
               }
             }
           }
@@ -120,7 +151,13 @@ void im2col(const at::Tensor& input, const ConvShape& s, at::Tensor& cols) {
   const at::Tensor x = input.contiguous(at::MemoryFormat::ChannelsLast);
   TORCH_INTERNAL_ASSERT(cols.is_contiguous() && cols.size(0) == s.positions() && cols.size(1) == s.taps());
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "minidl_im2col", [&] {
-    im2col_loop(x.const_data_ptr<scalar_t>(), s, cols.mutable_data_ptr<scalar_t>());
+    const scalar_t* xp = x.const_data_ptr<scalar_t>();
+    scalar_t* cp = cols.mutable_data_ptr<scalar_t>();
+    switch (s.kw * s.c) {
+      case 3: return im2col_loop<scalar_t, 3>(xp, s, cp);
+      case 6: return im2col_loop<scalar_t, 6>(xp, s, cp);
+      default: return im2col_loop<scalar_t, 0>(xp, s, cp);
+    }
   });
 }
 
