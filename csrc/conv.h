@@ -24,7 +24,8 @@ struct ConvShape {
 namespace cpu {
 // cols [positions, taps] (contiguous, written) from input [N, C, H, W] of any strides.
 void im2col(const at::Tensor& input, const ConvShape& s, at::Tensor& cols);
-// grad_input [N, C, H, W] of any strides (written) = the sum of cols' entries over each element's windows.
+// grad_input [N, C, H, W] of any strides (written) = the sum of cols' entries over each element's windows;
+// cols [positions, taps] of any strides.
 void col2im(const at::Tensor& cols, const ConvShape& s, at::Tensor& grad_input);
 // dst[i] = src[i].T for each of the `batch` matrices [rows, cols] of src; both contiguous, of one dtype.
 void transpose_batched(const at::Tensor& src, int64_t batch, int64_t rows, int64_t cols, at::Tensor& dst);

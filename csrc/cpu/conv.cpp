@@ -86,14 +86,13 @@ void im2col_loop(const T* x, const ConvShape& s, T* cols) {
 }
 
 // Each grad_input element gathers its windows' entries in (kh, kw) order: no races, no atomics.
-// g: strides of grad_input [N, C, H, W].
+// g: strides of grad_input [N, C, H, W]; ps, ts: strides of cols' positions and taps.
 template <typename T>
-void col2im_loop(const T* cols, const ConvShape& s, T* gx, at::IntArrayRef g) {
-  const int64_t taps = s.taps();
+void col2im_loop(const T* cols, int64_t ps, int64_t ts, const ConvShape& s, T* gx, at::IntArrayRef g) {
   at::parallel_for(0, s.n, grain_for(s.h * s.w * s.c * s.kh * s.kw), [&](int64_t n0, int64_t n1) {
     std::vector<T> sum(s.c);
     for (int64_t n = n0; n < n1; ++n) {
-      const T* image = cols + n * s.oh * s.ow * taps;
+      const T* image = cols + n * s.oh * s.ow * ps;
       for (int64_t ih = 0; ih < s.h; ++ih) {
         for (int64_t iw = 0; iw < s.w; ++iw) {
           std::fill(sum.begin(), sum.end(), T(0));
@@ -103,8 +102,8 @@ void col2im_loop(const T* cols, const ConvShape& s, T* gx, at::IntArrayRef g) {
             for (int64_t kw = 0; kw < s.kw; ++kw) {
               const int64_t tw = iw + s.pw - kw;
               if (tw < 0 || tw % s.sw != 0 || tw / s.sw >= s.ow) continue;
-              const T* src = image + ((th / s.sh) * s.ow + tw / s.sw) * taps + (kh * s.kw + kw) * s.c;
-              for (int64_t c = 0; c < s.c; ++c) sum[c] += src[c];
+              const T* src = image + ((th / s.sh) * s.ow + tw / s.sw) * ps + (kh * s.kw + kw) * s.c * ts;
+              for (int64_t c = 0; c < s.c; ++c) sum[c] += src[c * ts];
             }
           }
           T* dst = gx + n * g[0] + ih * g[2] + iw * g[3];
@@ -162,9 +161,10 @@ void im2col(const at::Tensor& input, const ConvShape& s, at::Tensor& cols) {
 }
 
 void col2im(const at::Tensor& cols, const ConvShape& s, at::Tensor& grad_input) {
-  TORCH_INTERNAL_ASSERT(cols.is_contiguous() && cols.size(0) == s.positions() && cols.size(1) == s.taps());
+  TORCH_INTERNAL_ASSERT(cols.dim() == 2 && cols.size(0) == s.positions() && cols.size(1) == s.taps());
   AT_DISPATCH_FLOATING_TYPES(cols.scalar_type(), "minidl_col2im", [&] {
-    col2im_loop(cols.const_data_ptr<scalar_t>(), s, grad_input.mutable_data_ptr<scalar_t>(), grad_input.strides());
+    col2im_loop(cols.const_data_ptr<scalar_t>(), cols.stride(0), cols.stride(1), s,
+                grad_input.mutable_data_ptr<scalar_t>(), grad_input.strides());
   });
 }
 

@@ -40,9 +40,8 @@ __global__ void im2col_kernel(const T* __restrict__ x, T* __restrict__ cols, Con
 
 // grad_input[n, c, ih, iw] (strides g0..g3) = the sum of its window entries, in (kh, kw) order.
 template <typename T>
-__global__ void col2im_kernel(const T* __restrict__ cols, T* __restrict__ gx, ConvShape s, int64_t g0, int64_t g1,
-                              int64_t g2, int64_t g3, int64_t total) {
-  const int64_t taps = s.kh * s.kw * s.c;
+__global__ void col2im_kernel(const T* __restrict__ cols, int64_t ps, int64_t ts, T* __restrict__ gx, ConvShape s,
+                              int64_t g0, int64_t g1, int64_t g2, int64_t g3, int64_t total) {
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < total;
        i += static_cast<int64_t>(blockDim.x) * gridDim.x) {
     const int64_t c = i % s.c, iw = (i / s.c) % s.w, ih = (i / (s.c * s.w)) % s.h, n = i / (s.c * s.w * s.h);
@@ -53,7 +52,7 @@ __global__ void col2im_kernel(const T* __restrict__ cols, T* __restrict__ gx, Co
       for (int64_t kw = 0; kw < s.kw; ++kw) {
         const int64_t tw = iw + s.pw - kw;
         if (tw < 0 || tw % s.sw != 0 || tw / s.sw >= s.ow) continue;
-        sum += cols[((n * s.oh + th / s.sh) * s.ow + tw / s.sw) * taps + (kh * s.kw + kw) * s.c + c];
+        sum += cols[((n * s.oh + th / s.sh) * s.ow + tw / s.sw) * ps + ((kh * s.kw + kw) * s.c + c) * ts];
       }
     }
     gx[n * g0 + c * g1 + ih * g2 + iw * g3] = sum;
@@ -77,13 +76,14 @@ void im2col(const at::Tensor& input, const ConvShape& s, at::Tensor& cols) {
 
 void col2im(const at::Tensor& cols, const ConvShape& s, at::Tensor& grad_input) {
   const c10::cuda::CUDAGuard guard(cols.device());
-  TORCH_INTERNAL_ASSERT(cols.is_contiguous() && cols.size(0) == s.positions() && cols.size(1) == s.taps());
+  TORCH_INTERNAL_ASSERT(cols.dim() == 2 && cols.size(0) == s.positions() && cols.size(1) == s.taps());
   const int64_t total = grad_input.numel();
   if (total == 0) return;
   const at::IntArrayRef g = grad_input.strides();
   AT_DISPATCH_FLOATING_TYPES(cols.scalar_type(), "minidl_col2im_cuda", [&] {
     col2im_kernel<scalar_t><<<blocks_for(total), kThreads, 0, c10::cuda::getCurrentCUDAStream()>>>(
-        cols.const_data_ptr<scalar_t>(), grad_input.mutable_data_ptr<scalar_t>(), s, g[0], g[1], g[2], g[3], total);
+        cols.const_data_ptr<scalar_t>(), cols.stride(0), cols.stride(1), grad_input.mutable_data_ptr<scalar_t>(), s,
+        g[0], g[1], g[2], g[3], total);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
 }

@@ -84,7 +84,7 @@ at::Tensor as_rows(const at::Tensor& t) {
   if (rows.is_contiguous()) return rows.reshape({-1, t.size(1)});
   if (!t.is_cpu() || !t.is_contiguous()) return rows.reshape({-1, t.size(1)});
   at::Tensor out = new_buffer({t.size(0) * t.size(2) * t.size(3), t.size(1)}, t.options());
-  cpu::transpose_batched(t, t.size(0), t.size(1), t.size(2) * t.size(3), out);  // faster than ATen's copy here
+  cpu::transpose_batched(t, t.size(0), t.size(1), t.size(2) * t.size(3), out);  // tiled, unlike a strided copy
   return out;
 }
 
@@ -156,8 +156,16 @@ at::Tensor conv2d_backward(const at::Tensor& grad_output, const at::Tensor& inpu
   if (!input_grad) return at::empty({0}, weight.options());
   at::Tensor grad_input = new_image(s.n, s.c, s.h, s.w, weight.options(), output_format(input, weight));
   if (grad_input.numel() == 0) return grad_input;
-  at::mm_out(cols, rows, weight_matrix(weight));  // the windows' gradients, in the buffer of the windows
-  col2im(cols, s, grad_input);
+  // The windows' gradients, rows @ weight, in the buffer of the windows; with few taps computed as
+  // (weight.T @ rows.T).T, the orientation BLAS blocks well there (see the weight gradient).
+  if (s.taps() < s.o) {
+    at::Tensor tap_major = cols.view({s.taps(), s.positions()});
+    at::mm_out(tap_major, weight_matrix(weight).t(), rows.t());
+    col2im(tap_major.t(), s, grad_input);
+  } else {
+    at::mm_out(cols, rows, weight_matrix(weight));
+    col2im(cols, s, grad_input);
+  }
   return grad_input;
 }
 
