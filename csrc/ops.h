@@ -57,8 +57,19 @@ using Tensors = std::vector<at::Tensor>;
     "float weight_decay, bool zero_grads=False) -> ()",                                                          \
     void(TensorList, TensorList, TensorList, double, double, double, bool))
 
-// Convolution (Conv2d).
-#define MINIDL_CONV_OPS(X)
+// Convolution (Conv2d). The output (and grad_input) is channels-last when the input or the weight
+// suggests that memory format, as torch's CPU convolution decides; else contiguous.
+#define MINIDL_CONV_OPS(X)                                                                                       \
+  /* zero padding; stride and padding are [height, width] */                                                     \
+  X(conv2d_forward, "(Tensor input, Tensor weight, Tensor? bias, int[] stride, int[] padding) -> Tensor",        \
+    Tensor(const Tensor&, const Tensor&, const OptTensor&, IntArrayRef, IntArrayRef))                             \
+  /* adds the weight and bias gradients into grad_weight and grad_bias; returns grad_input, or an empty */       \
+  /* tensor of shape [0] when input_grad is false (that work is skipped) */                                      \
+  X(conv2d_backward,                                                                                             \
+    "(Tensor grad_output, Tensor input, Tensor weight, Tensor(a!) grad_weight, Tensor(b!)? grad_bias, "          \
+    "int[] stride, int[] padding, bool input_grad=True) -> Tensor",                                              \
+    Tensor(const Tensor&, const Tensor&, const Tensor&, Tensor&, const OptTensor&, IntArrayRef, IntArrayRef,     \
+           bool))
 
 // Pooling, batch normalisation and dropout (MaxPool2d, BatchNorm1d/2d, Dropout).
 #define MINIDL_LAYER_OPS(X)                                                                                      \

@@ -80,3 +80,6 @@ FAMILIES = [classify_cases]
 from op_cases_layer import layer_cases  # noqa: E402
 
 FAMILIES = [layer_cases]
+from op_cases_conv import conv_cases  # noqa: E402
+
+FAMILIES = [conv_cases]

@@ -10,11 +10,13 @@ from .nn import Context, Linear, LossMSE, Module, ReLU, Sequential, Tanh
 from .nn import CrossEntropyLoss, PairOuter, Softmax
 from .nn import (BatchNorm1d, BatchNorm2d, Context, Dropout, Flatten, Linear, LossMSE, MaxPool2d, Module, ReLU,
                  Sequential, Tanh)
+from .nn import Context, Conv2d, Linear, LossMSE, Module, ReLU, Sequential, Tanh
 from .optim import SGD
 from .serialization import load, save
 
 __version__ = "0.1.0"
 __all__ = ["Module", "Context", "Linear", "ReLU", "Tanh", "Sequential", "LossMSE", "SGD",
            "MaxPool2d", "BatchNorm1d", "BatchNorm2d", "Dropout", "Flatten",
+__all__ = ["Module", "Context", "Linear", "Conv2d", "ReLU", "Tanh", "Sequential", "LossMSE", "SGD",
            "get_backend", "set_backend", "cpp_available", "save", "load",
            "cpu_cache_info", "empty_cpu_cache", "set_cpu_cache_limit", "CrossEntropyLoss", "Softmax", "PairOuter"]

@@ -2,6 +2,7 @@
 from .activation import Activation, ReLU, Tanh
 from .container import Sequential, fused_layers
 from .dropout import Dropout
+from .conv import Conv2d
 from .linear import Linear
 from .loss import CrossEntropyLoss, LossMSE
 from .module import Context, Module
@@ -15,3 +16,4 @@ from .shape import Flatten
 
 __all__ = ["Module", "Context", "Linear", "Activation", "ReLU", "Tanh", "Sequential", "fused_layers", "LossMSE",
            "MaxPool2d", "BatchNorm1d", "BatchNorm2d", "Dropout", "Flatten"]
+__all__ = ["Module", "Context", "Linear", "Conv2d", "Activation", "ReLU", "Tanh", "Sequential", "fused_layers", "LossMSE"]

@@ -127,3 +127,4 @@ from .classify import (cross_entropy_forward, pair_outer_backward, pair_outer_fo
 from .dropout import dropout_backward, dropout_forward  # noqa: E402
 from .norm import batch_norm_backward, batch_norm_forward  # noqa: E402
 from .pool import maxpool2d_backward, maxpool2d_forward  # noqa: E402
+from .conv import conv2d_backward, conv2d_forward  # noqa: E402,F401

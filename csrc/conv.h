@@ -1,0 +1,39 @@
+// The geometry of a 2-d convolution, and the two device kernels that ops/conv.cpp builds it from:
+// im2col (the input's windows as the rows of a matrix) and its adjoint col2im. Everything else
+// is one matrix product each way, through ATen (MKL on CPU, cuBLAS on CUDA).
+//
+// The window matrix `cols` has one row per output position (n, oh, ow), in that order, and one
+// column per (kh, kw, c), channel fastest: [N*OH*OW, KH*KW*C]. A channels-last input then gives
+// rows of contiguous runs, and cols @ weight'.T is the output in channels-last order directly.
+#pragma once
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+
+namespace minidl {
+
+struct ConvShape {
+  int64_t n, c, h, w;     // input
+  int64_t o, kh, kw;      // weight [o, c, kh, kw]
+  int64_t sh, sw, ph, pw;  // stride, zero padding
+  int64_t oh, ow;         // output
+  int64_t positions() const { return n * oh * ow; }
+  int64_t taps() const { return kh * kw * c; }
+};
+
+namespace cpu {
+// cols [positions, taps] (contiguous, written) from input [N, C, H, W] of any strides.
+void im2col(const at::Tensor& input, const ConvShape& s, at::Tensor& cols);
+// grad_input [N, C, H, W] of any strides (written) = the sum of cols' entries over each element's windows;
+// cols [positions, taps] of any strides.
+void col2im(const at::Tensor& cols, const ConvShape& s, at::Tensor& grad_input);
+// dst[i] = src[i].T for each of the `batch` matrices [rows, cols] of src; both contiguous, of one dtype.
+void transpose_batched(const at::Tensor& src, int64_t batch, int64_t rows, int64_t cols, at::Tensor& dst);
+}  // namespace cpu
+
+namespace cuda {
+void im2col(const at::Tensor& input, const ConvShape& s, at::Tensor& cols);
+void col2im(const at::Tensor& cols, const ConvShape& s, at::Tensor& grad_input);
+}  // namespace cuda
+
+}  // namespace minidl

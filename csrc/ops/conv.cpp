@@ -1,0 +1,182 @@
+// Conv2d forward and backward, CPU and CUDA: the device's im2col/col2im (conv.h) around matrix
+// products through ATen. The whole batch is one product each way: cols [N*OH*OW, KH*KW*C] times
+// the weight as [O, KH*KW*C] (channel fastest) gives the output channels-last; a contiguous output
+// is one transposing copy of it.
+#include <ATen/core/Tensor.h>
+#include <ATen/core/grad_mode.h>
+#include <ATen/ops/addmm.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/mm.h>
+#include <ATen/ops/sum.h>
+#include <torch/library.h>
+
+#include "../checks.h"
+#include "../conv.h"
+#include "../cpu/runtime/block_cache.h"
+
+namespace minidl {
+namespace {
+
+template <typename Op>
+ConvShape check_conv(const at::Tensor& input, const at::Tensor& weight, at::IntArrayRef stride,
+                     at::IntArrayRef padding, const Op& op) {
+  check_float(weight, op, "weight");
+  check_like(input, weight, op, "input", "weight");
+  check_dim(input, 4, op, "input");
+  check_dim(weight, 4, op, "weight");
+  TORCH_CHECK_VALUE(weight.size(0) > 0 && weight.size(1) > 0 && weight.size(2) > 0 && weight.size(3) > 0, op,
+                    ": expected weight of shape [out_channels, in_channels, kh, kw] with no zero size, got ",
+                    weight.sizes());
+  TORCH_CHECK_VALUE(input.size(1) == weight.size(1), op, ": expected input of shape [N, ", weight.size(1),
+                    ", H, W] for weight of shape ", weight.sizes(), ", got ", input.sizes());
+  TORCH_CHECK_VALUE(stride.size() == 2 && stride[0] >= 1 && stride[1] >= 1, op,
+                    ": expected stride of two positive ints, got ", stride);
+  TORCH_CHECK_VALUE(padding.size() == 2 && padding[0] >= 0 && padding[1] >= 0, op,
+                    ": expected padding of two non-negative ints, got ", padding);
+  ConvShape s{input.size(0), input.size(1), input.size(2), input.size(3), weight.size(0), weight.size(2),
+              weight.size(3), stride[0], stride[1], padding[0], padding[1], 0, 0};
+  TORCH_CHECK_VALUE(s.h + 2 * s.ph >= s.kh && s.w + 2 * s.pw >= s.kw, op, ": expected input of shape ",
+                    input.sizes(), " with padding ", padding, " to be at least the kernel's ", s.kh, "x", s.kw,
+                    " (weight of shape ", weight.sizes(), ")");
+  s.oh = (s.h + 2 * s.ph - s.kh) / s.sh + 1;
+  s.ow = (s.w + 2 * s.pw - s.kw) / s.sw + 1;
+  return s;
+}
+
+// torch's CPU convolution's choice: channels-last if the input or the weight suggests it.
+at::MemoryFormat output_format(const at::Tensor& input, const at::Tensor& weight) {
+  const bool cl = input.suggest_memory_format() == at::MemoryFormat::ChannelsLast ||
+                  weight.suggest_memory_format() == at::MemoryFormat::ChannelsLast;
+  return cl ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
+}
+
+void im2col(const at::Tensor& input, const ConvShape& s, at::Tensor& cols) {
+#ifdef MINIDL_WITH_CUDA
+  if (input.is_cuda()) return cuda::im2col(input, s, cols);
+#endif
+  TORCH_CHECK(input.is_cpu(), "minidl conv2d: no kernel for tensors on ", input.device());
+  cpu::im2col(input, s, cols);
+}
+
+void col2im(const at::Tensor& cols, const ConvShape& s, at::Tensor& grad_input) {
+#ifdef MINIDL_WITH_CUDA
+  if (cols.is_cuda()) return cuda::col2im(cols, s, grad_input);
+#endif
+  TORCH_CHECK(cols.is_cpu(), "minidl conv2d: no kernel for tensors on ", cols.device());
+  cpu::col2im(cols, s, grad_input);
+}
+
+// Uninitialised and contiguous; on the CPU from the cache of freed blocks (no page faults per call).
+at::Tensor new_buffer(at::IntArrayRef sizes, const at::TensorOptions& options) {
+  return options.device().is_cpu() ? cpu::empty_output(sizes, options) : at::empty(sizes, options);
+}
+
+// An uninitialised [N, C, H, W] in `format`, with at::empty's strides.
+at::Tensor new_image(int64_t n, int64_t c, int64_t h, int64_t w, const at::TensorOptions& options,
+                     at::MemoryFormat format) {
+  if (format == at::MemoryFormat::ChannelsLast) return new_buffer({n, h, w, c}, options).permute({0, 3, 1, 2});
+  return new_buffer({n, c, h, w}, options);
+}
+
+// [N, C, H, W] (of any strides) as the matrix [N*H*W, C]: a view when channels-last, else a copy.
+at::Tensor as_rows(const at::Tensor& t) {
+  const at::Tensor rows = t.permute({0, 2, 3, 1});
+  if (rows.is_contiguous()) return rows.reshape({-1, t.size(1)});
+  if (!t.is_cpu() || !t.is_contiguous()) return rows.reshape({-1, t.size(1)});
+  at::Tensor out = new_buffer({t.size(0) * t.size(2) * t.size(3), t.size(1)}, t.options());
+  cpu::transpose_batched(t, t.size(0), t.size(1), t.size(2) * t.size(3), out);  // tiled, unlike a strided copy
+  return out;
+}
+
+// output [N, O, OH, OW], contiguous, from its rows [N*OH*OW, O].
+void rows_to_contiguous(const at::Tensor& rows, const ConvShape& s, at::Tensor& output) {
+  if (output.is_cpu()) return cpu::transpose_batched(rows, s.n, s.oh * s.ow, s.o, output);
+  output.copy_(rows.view({s.n, s.oh, s.ow, s.o}).permute({0, 3, 1, 2}));
+}
+
+// The weight as [O, KH*KW*C], channel fastest: a view of a channels-last weight, else a copy.
+at::Tensor weight_matrix(const at::Tensor& weight) {
+  return weight.permute({0, 2, 3, 1}).reshape({weight.size(0), -1});
+}
+
+}  // namespace
+
+at::Tensor conv2d_forward(const at::Tensor& input, const at::Tensor& weight, const c10::optional<at::Tensor>& bias,
+                          at::IntArrayRef stride, at::IntArrayRef padding) {
+  const char* op = "minidl.conv2d_forward";
+  const ConvShape s = check_conv(input, weight, stride, padding, op);
+  if (bias.has_value()) {
+    check_like(*bias, weight, op, "bias", "weight");
+    check_shape(*bias, {s.o}, op, "bias");
+  }
+  const at::NoGradGuard no_grad;  // see ops/linear.cpp
+  const at::MemoryFormat format = output_format(input, weight);
+  at::Tensor output = new_image(s.n, s.o, s.oh, s.ow, weight.options(), format);
+  if (output.numel() == 0) return output;
+  at::Tensor cols = new_buffer({s.positions(), s.taps()}, weight.options());
+  im2col(input, s, cols);
+  const bool direct = format == at::MemoryFormat::ChannelsLast;
+  at::Tensor rows = direct ? as_rows(output) : new_buffer({s.positions(), s.o}, weight.options());
+  if (bias.has_value()) {
+    at::addmm_out(rows, *bias, cols, weight_matrix(weight).t());
+  } else {
+    at::mm_out(rows, cols, weight_matrix(weight).t());
+  }
+  if (!direct) rows_to_contiguous(rows, s, output);
+  return output;
+}
+
+at::Tensor conv2d_backward(const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& weight,
+                           at::Tensor& grad_weight, const c10::optional<at::Tensor>& grad_bias,
+                           at::IntArrayRef stride, at::IntArrayRef padding, bool input_grad) {
+  const char* op = "minidl.conv2d_backward";
+  const ConvShape s = check_conv(input, weight, stride, padding, op);
+  check_like(grad_output, weight, op, "grad_output", "weight");
+  check_shape(grad_output, {s.n, s.o, s.oh, s.ow}, op, "grad_output");
+  check_like(grad_weight, weight, op, "grad_weight", "weight");
+  check_shape(grad_weight, weight.sizes(), op, "grad_weight");
+  if (grad_bias.has_value()) {  // every check before the first write: a bad call changes nothing
+    check_like(*grad_bias, weight, op, "grad_bias", "weight");
+    check_shape(*grad_bias, {s.o}, op, "grad_bias");
+  }
+  const at::NoGradGuard no_grad;  // see ops/linear.cpp
+  const at::Tensor rows = as_rows(grad_output);  // [N*OH*OW, O]
+  at::Tensor cols = new_buffer({s.positions(), s.taps()}, weight.options());
+  if (s.positions() > 0) {
+    im2col(input, s, cols);
+    // grad_weight += (cols.T @ rows).T: this orientation keeps BLAS efficient when the kernel has few
+    // taps (a first layer), where rows.T @ cols is a poorly blocked product.
+    const at::Tensor taps_by_out = at::mm(cols.t(), rows);
+    grad_weight.add_(taps_by_out.t().view({s.o, s.kh, s.kw, s.c}).permute({0, 3, 1, 2}));
+    if (grad_bias.has_value()) {
+      at::Tensor gb = *grad_bias;
+      gb.add_(rows.sum(0));
+    }
+  }
+  if (!input_grad) return at::empty({0}, weight.options());
+  at::Tensor grad_input = new_image(s.n, s.c, s.h, s.w, weight.options(), output_format(input, weight));
+  if (grad_input.numel() == 0) return grad_input;
+  // The windows' gradients, rows @ weight, in the buffer of the windows; with few taps computed as
+  // (weight.T @ rows.T).T, the orientation BLAS blocks well there (see the weight gradient).
+  if (s.taps() < s.o) {
+    at::Tensor tap_major = cols.view({s.taps(), s.positions()});
+    at::mm_out(tap_major, weight_matrix(weight).t(), rows.t());
+    col2im(tap_major.t(), s, grad_input);
+  } else {
+    at::mm_out(cols, rows, weight_matrix(weight));
+    col2im(cols, s, grad_input);
+  }
+  return grad_input;
+}
+
+}  // namespace minidl
+
+TORCH_LIBRARY_IMPL(minidl, CPU, m) {
+  m.impl("conv2d_forward", &minidl::conv2d_forward);
+  m.impl("conv2d_backward", &minidl::conv2d_backward);
+}
+
+TORCH_LIBRARY_IMPL(minidl, CUDA, m) {
+  m.impl("conv2d_forward", &minidl::conv2d_forward);
+  m.impl("conv2d_backward", &minidl::conv2d_backward);
+}

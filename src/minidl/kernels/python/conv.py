@@ -1,0 +1,60 @@
+"""Conv2d in pure Python: the input's windows as a strided view, then one matrix product each way
+(the C++ kernels' algorithm and memory formats, csrc/ops/conv.cpp)."""
+from torch import empty
+
+from ..checks import check_not_recorded
+from ..checks.conv import channels_last_output, check_conv2d_backward, check_conv2d_forward
+
+
+def _windows(input, kh, kw, stride, padding):
+    """The zero-padded input, channels-last [N, H', W', C], and its windows as [N*OH*OW, KH*KW*C] (channel fastest)."""
+    n, c, h, w = input.shape
+    (sh, sw), (ph, pw) = stride, padding
+    padded = empty((n, h + 2 * ph, w + 2 * pw, c), dtype=input.dtype, device=input.device).zero_()
+    padded[:, ph:ph + h, pw:pw + w, :] = input.permute(0, 2, 3, 1)
+    oh, ow = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
+    s_n, s_h, s_w, s_c = padded.stride()
+    windows = padded.as_strided((n, oh, ow, kh, kw, c), (s_n, s_h * sh, s_w * sw, s_h, s_w, s_c))
+    return windows.reshape(n * oh * ow, kh * kw * c)
+
+
+def _weight_matrix(weight):
+    """The weight as [O, KH*KW*C], channel fastest."""
+    return weight.permute(0, 2, 3, 1).reshape(weight.shape[0], -1)
+
+
+def conv2d_forward(input, weight, bias, stride, padding):
+    """Cross-correlation of input [N, C, H, W] with weight [O, C, KH, KW], zero padding; plus bias."""
+    check_not_recorded("minidl.conv2d_forward", locals())
+    oh, ow = check_conv2d_forward(input, weight, bias, stride, padding)
+    n, o = input.shape[0], weight.shape[0]
+    cols = _windows(input, weight.shape[2], weight.shape[3], stride, padding)
+    rows = cols.mm(_weight_matrix(weight).t()) if bias is None else bias.addmm(cols, _weight_matrix(weight).t())
+    output = rows.view(n, oh, ow, o).permute(0, 3, 1, 2)  # channels-last
+    return output if channels_last_output(input, weight) else output.contiguous()
+
+
+def conv2d_backward(grad_output, input, weight, grad_weight, grad_bias, stride, padding, input_grad=True):
+    """Add the weight and bias gradients into grad_weight and grad_bias; return grad_input (empty [0] if not input_grad)."""
+    check_not_recorded("minidl.conv2d_backward", locals())
+    check_conv2d_backward(grad_output, input, weight, grad_weight, grad_bias, stride, padding)
+    n, c, h, w = input.shape
+    o, _, kh, kw = weight.shape
+    rows = grad_output.permute(0, 2, 3, 1).reshape(-1, o)
+    cols = _windows(input, kh, kw, stride, padding)
+    grad_weight.add_(cols.t().mm(rows).t().view(o, kh, kw, c).permute(0, 3, 1, 2))  # the C++ kernel's product
+    if grad_bias is not None:
+        grad_bias.add_(rows.sum(0))
+    if not input_grad:
+        return empty((0,), dtype=weight.dtype, device=weight.device)
+    (sh, sw), (ph, pw) = stride, padding
+    oh, ow = grad_output.shape[2:]
+    grad_cols = rows.mm(_weight_matrix(weight)).view(n, oh, ow, kh, kw, c)
+    padded = empty((n, h + 2 * ph, w + 2 * pw, c), dtype=weight.dtype, device=weight.device).zero_()
+    for i in range(kh):  # each element sums its windows' entries in (kh, kw) order, as the C++ col2im
+        for j in range(kw):
+            padded[:, i:i + sh * (oh - 1) + 1:sh, j:j + sw * (ow - 1) + 1:sw, :] += grad_cols[:, :, :, i, j, :]
+    inner = padded[:, ph:ph + h, pw:pw + w, :]
+    if channels_last_output(input, weight):
+        return inner.contiguous().permute(0, 3, 1, 2)
+    return inner.permute(0, 3, 1, 2).contiguous()

@@ -1,0 +1,85 @@
+"""Conv2d: a 2-d cross-correlation over [N, C, H, W] inputs, with zero padding."""
+import math
+
+from torch import empty
+
+from .. import backend as _backend
+from .module import CHECKED, FLOAT_DTYPES, USED, Module, kernel_error
+
+
+def _pair(value, name, low):
+    """(a, b) from an int or a pair of ints, each at least `low`."""
+    pair = tuple(value) if isinstance(value, (tuple, list)) else (value, value)
+    if len(pair) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v >= low for v in pair):
+        raise ValueError(f"Conv2d: expected {name} to be an int or a pair of ints, each >= {low}, got {value!r}")
+    return pair
+
+
+class Conv2d(Module):
+    """torch.nn.Conv2d's layer and initialisation (weight and bias uniform in ±1/sqrt(in_channels * kh * kw)).
+
+    The output is channels-last when the input or the weight suggests it (torch's CPU rule), else contiguous;
+    channels-last is the faster path on the CPU. A contiguous 1-channel tensor suggests NCHW: give it (or the
+    weight) channels-last strides with torch.empty_like(t, memory_format=torch.channels_last).copy_(t)."""
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True, device=None,
+                 dtype=None):
+        for name, value in (("in_channels", in_channels), ("out_channels", out_channels)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"Conv2d: expected {name} to be a positive int, got {value!r}")
+        if dtype is not None and str(dtype) not in FLOAT_DTYPES:
+            raise TypeError(f"Conv2d: expected dtype float32 or float64 (what the kernels take), got {dtype!r}")
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.kernel_size = _pair(kernel_size, "kernel_size", 1)
+        self.stride, self.padding = _pair(stride, "stride", 1), _pair(padding, "padding", 0)
+        bound = 1.0 / math.sqrt(in_channels * self.kernel_size[0] * self.kernel_size[1])
+        try:
+            self.weight = empty((out_channels, in_channels, *self.kernel_size), device=device,
+                                dtype=dtype).uniform_(-bound, bound)
+        except (RuntimeError, TypeError, AssertionError) as e:  # torch asserts when built without CUDA
+            kind = TypeError if isinstance(e, TypeError) else RuntimeError
+            raise kind(f"Conv2d: cannot make parameters with device={device!r}, dtype={dtype!r}: {e}") from None
+        self.grad_weight = empty(self.weight.shape, device=device, dtype=dtype).zero_()
+        self.bias = self.grad_bias = None
+        if bias:
+            self.bias = empty((out_channels,), device=device, dtype=dtype).uniform_(-bound, bound)
+            self.grad_bias = empty(self.bias.shape, device=device, dtype=dtype).zero_()
+
+    def forward_ctx(self, ctx, input):
+        weight = self.weight
+        try:
+            output = _backend.ops.conv2d_forward(input, weight, self.bias, self.stride, self.padding)
+        except CHECKED as e:
+            raise kernel_error(self, "forward", e) from None
+        ctx.input, ctx.weight = input, weight
+        return output
+
+    def backward(self, grad_output, input_grad=True):
+        """The input's gradient, or None with input_grad=False (a network's first layer), which skips computing it."""
+        ctx = self._ctx  # as Module.backward, with input_grad
+        if ctx is None or ctx is USED:
+            raise self.no_ctx_error(ctx)
+        self._ctx = USED
+        return self.backward_ctx(ctx, grad_output, input_grad)
+
+    def backward_ctx(self, ctx, grad_output, input_grad=True):
+        try:
+            grad_input = _backend.ops.conv2d_backward(grad_output, ctx.input, ctx.weight, self.grad_weight,
+                                                      self.grad_bias, self.stride, self.padding, input_grad)
+        except CHECKED as e:
+            raise kernel_error(self, "backward", e) from None
+        return grad_input if input_grad else None
+
+    def param(self):
+        if self.bias is None:
+            return [(self.weight, self.grad_weight)]
+        return [(self.weight, self.grad_weight), (self.bias, self.grad_bias)]
+
+    def named_param(self):
+        return [(name, p, g) for name, (p, g) in zip(("weight", "bias"), self.param())]
+
+    def __repr__(self):
+        extra = "" if self.padding == (0, 0) else f", padding={self.padding}"
+        extra += "" if self.bias is not None else ", bias=False"
+        return (f"Conv2d({self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+                f"stride={self.stride}{extra})")

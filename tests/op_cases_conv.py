@@ -1,0 +1,25 @@
+"""The convolution ops' cases for opcheck and the direct-call tests (tests/op_cases.py)."""
+import torch
+
+
+def conv_cases(device):
+    """conv2d_forward and conv2d_backward in float32 and float64: bias or not, strides, padding, channels-last."""
+    torch.manual_seed(4)
+    cases = []
+    for dtype in (torch.float32, torch.float64):
+        def randn(*shape):
+            return torch.randn(*shape, dtype=dtype, device=device)
+
+        x, w, b = randn(2, 3, 7, 6), randn(4, 3, 3, 2), randn(4)
+        x_cl = x.contiguous(memory_format=torch.channels_last)
+        gy = randn(2, 4, 5, 5)  # stride 1, no padding
+        gy_s = randn(2, 4, 4, 9)  # stride (2, 1), padding (1, 2)
+        cases += [
+            ("conv2d_forward", (x, w, b, [1, 1], [0, 0])),
+            ("conv2d_forward", (x_cl, w, None, [2, 1], [1, 2])),
+            ("conv2d_forward", (x, w.contiguous(memory_format=torch.channels_last), b, [1, 1], [0, 0])),
+            ("conv2d_backward", (gy, x, w, torch.zeros_like(w), torch.zeros_like(b), [1, 1], [0, 0])),
+            ("conv2d_backward", (gy_s, x_cl, w, torch.zeros_like(w), None, [2, 1], [1, 2])),
+            ("conv2d_backward", (gy, x, w, torch.zeros_like(w), torch.zeros_like(b), [1, 1], [0, 0], False)),
+        ]
+    return cases
