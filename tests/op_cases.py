@@ -74,4 +74,6 @@ def dense_cases(device):
 
 
 # The cases of the op families in files of their own (tests/op_cases_<family>.py), one entry each.
-FAMILIES = []
+from op_cases_adam import adam_cases  # noqa: E402
+
+FAMILIES = [adam_cases]

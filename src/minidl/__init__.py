@@ -7,10 +7,10 @@
 from .backend import cpp_available, get_backend, set_backend
 from .memory import cpu_cache_info, empty_cpu_cache, set_cpu_cache_limit
 from .nn import Context, Linear, LossMSE, Module, ReLU, Sequential, Tanh
-from .optim import SGD
+from .optim import SGD, Adam, CosineAnnealingLR
 from .serialization import load, save
 
 __version__ = "0.1.0"
-__all__ = ["Module", "Context", "Linear", "ReLU", "Tanh", "Sequential", "LossMSE", "SGD",
+__all__ = ["Module", "Context", "Linear", "ReLU", "Tanh", "Sequential", "LossMSE", "SGD", "Adam", "CosineAnnealingLR",
            "get_backend", "set_backend", "cpp_available", "save", "load",
            "cpu_cache_info", "empty_cpu_cache", "set_cpu_cache_limit"]

@@ -59,3 +59,4 @@ def _sgd_step_(params, grads, momentum_buffers, lr, momentum, weight_decay, zero
 
 
 # The shape functions of the op families in files of their own (one import line each).
+from . import adam  # noqa: E402,F401

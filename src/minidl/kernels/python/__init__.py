@@ -122,3 +122,4 @@ def zero_(tensors):
 
 
 # The op families in files of their own (one import line each).
+from .adam import adam_step_  # noqa: E402,F401
