@@ -91,6 +91,29 @@ def test_cpp_is_the_same_in_vectors_tails_and_any_thread_count(dtype):
     assert torch.equal(alone, whole.view(4, n)[:, :20])
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device visible")
+def test_cuda_kernel_steps_long_lists_and_tensors_of_many_blocks():
+    """More tensors than one launch's table holds, and a tensor longer than one launch's blocks cover (cuda/adam.cu):
+    every element steps once, as torch's own ops step it (the Python fallback on the GPU)."""
+    require_cpp()
+    from minidl import _build_info
+    from minidl.kernels import cpp, python
+
+    if _build_info.WITH_CUDA:
+        assert torch._C._dispatch_has_kernel_for_dispatch_key("minidl::adam_step_", "CUDA")
+    shapes = [(5,)] * 30 + [(320 * 65536 + 7,), (0,)] + [(3 * 65536 + 1,)] * 3 + [(2, 3)] * 30
+    runs = []
+    for k in (cpp, python):
+        torch.manual_seed(6)
+        ps = [torch.randn(s, device="cuda") for s in shapes]
+        ms, vs = _state(ps)
+        for step in range(1, 4):
+            k.adam_step_(ps, [torch.randn_like(p) for p in ps], ms, vs, step, 0.01, 0.9, 0.999, 1e-8, 0.01)
+        runs.append(ps + ms + vs)
+    for a, b in zip(*runs):
+        torch.testing.assert_close(a, b, **TOL[torch.float32])
+
+
 @pytest.mark.parametrize("transposed", [False, True])
 def test_zero_grads_equals_a_step_then_zero(ops, device, transposed):
     torch.manual_seed(3)
