@@ -111,7 +111,13 @@ using Tensors = std::vector<at::Tensor>;
   X(pair_outer_backward, "(Tensor grad_output, Tensor input) -> Tensor", Tensor(const Tensor&, const Tensor&))
 
 // Adam.
-#define MINIDL_ADAM_OPS(X)
+#define MINIDL_ADAM_OPS(X)                                                                                       \
+  /* one step (number `step`, counted from 1) of torch.optim.Adam's arithmetic for every parameter; */           \
+  /* exp_avgs and exp_avg_sqs start at zero; zero_grads: then set each gradient to zero in the same pass */      \
+  X(adam_step_,                                                                                                  \
+    "(Tensor(a!)[] params, Tensor(b!)[] grads, Tensor(c!)[] exp_avgs, Tensor(d!)[] exp_avg_sqs, int step, "      \
+    "float lr, float beta1, float beta2, float eps, float weight_decay, bool zero_grads=False) -> ()",           \
+    void(TensorList, TensorList, TensorList, TensorList, int64_t, double, double, double, double, double, bool))
 
 // The table: every family.
 #define MINIDL_OPS(X) MINIDL_DENSE_OPS(X) MINIDL_CONV_OPS(X) MINIDL_LAYER_OPS(X) MINIDL_CLASSIFY_OPS(X) MINIDL_ADAM_OPS(X)

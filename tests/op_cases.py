@@ -83,3 +83,6 @@ FAMILIES = [layer_cases]
 from op_cases_conv import conv_cases  # noqa: E402
 
 FAMILIES = [conv_cases]
+from op_cases_adam import adam_cases  # noqa: E402
+
+FAMILIES = [adam_cases]

@@ -18,5 +18,10 @@ __version__ = "0.1.0"
 __all__ = ["Module", "Context", "Linear", "ReLU", "Tanh", "Sequential", "LossMSE", "SGD",
            "MaxPool2d", "BatchNorm1d", "BatchNorm2d", "Dropout", "Flatten",
 __all__ = ["Module", "Context", "Linear", "Conv2d", "ReLU", "Tanh", "Sequential", "LossMSE", "SGD",
+from .optim import SGD, Adam, CosineAnnealingLR
+from .serialization import load, save
+
+__version__ = "0.1.0"
+__all__ = ["Module", "Context", "Linear", "ReLU", "Tanh", "Sequential", "LossMSE", "SGD", "Adam", "CosineAnnealingLR",
            "get_backend", "set_backend", "cpp_available", "save", "load",
            "cpu_cache_info", "empty_cpu_cache", "set_cpu_cache_limit", "CrossEntropyLoss", "Softmax", "PairOuter"]

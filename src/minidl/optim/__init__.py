@@ -1,4 +1,6 @@
-"""Optimizers over the (parameter, gradient) pairs of Module.param()."""
+"""Optimizers over the (parameter, gradient) pairs of Module.param(), and learning-rate schedules."""
+from .adam import Adam
+from .schedule import CosineAnnealingLR
 from .sgd import SGD
 
-__all__ = ["SGD"]
+__all__ = ["SGD", "Adam", "CosineAnnealingLR"]

@@ -4,29 +4,14 @@ import numbers
 from torch import empty
 
 from .. import backend as _backend
-from .. import nn as _nn
-
-_TENSOR = type(empty(0))  # torch.Tensor, within the course rule of importing only torch.empty
+from .pairs import checked_pairs
 
 
 class SGD:
     """p -= lr * v, where v = momentum * v + (g + weight_decay * p), v starting at zero (v = d without momentum)."""
 
     def __init__(self, params, lr, momentum=0.0, weight_decay=0.0):
-        if isinstance(params, _nn.Module):
-            params = params.param()
-        self.params = list(params)
-        for i, pair in enumerate(self.params):
-            if not (isinstance(pair, (tuple, list)) and len(pair) == 2):
-                raise TypeError(f"SGD: expected (parameter, gradient) pairs as returned by Module.param(), "
-                                f"got {type(pair).__name__} at position {i}")
-            p, g = pair
-            if not (isinstance(p, _TENSOR) and isinstance(g, _TENSOR)):
-                raise TypeError(f"SGD: expected (parameter, gradient) pairs of tensors as returned by Module.param(), "
-                                f"got ({type(p).__name__}, {type(g).__name__}) at position {i}")
-            if p.shape != g.shape:
-                raise ValueError(f"SGD: parameter {i} has shape {list(p.shape)} but its gradient has "
-                                 f"shape {list(g.shape)}")
+        self.params = checked_pairs(params, "SGD")
         for name, value in (("lr", lr), ("momentum", momentum), ("weight_decay", weight_decay)):
             if not isinstance(value, numbers.Real) or isinstance(value, bool):
                 raise TypeError(f"SGD: expected {name} to be a number, got {type(value).__name__} {value!r}")

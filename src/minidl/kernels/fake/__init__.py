@@ -62,3 +62,4 @@ def _sgd_step_(params, grads, momentum_buffers, lr, momentum, weight_decay, zero
 from . import classify  # noqa: E402,F401
 from . import layer  # noqa: E402,F401
 from . import conv  # noqa: E402,F401
+from . import adam  # noqa: E402,F401

@@ -128,3 +128,4 @@ from .dropout import dropout_backward, dropout_forward  # noqa: E402
 from .norm import batch_norm_backward, batch_norm_forward  # noqa: E402
 from .pool import maxpool2d_backward, maxpool2d_forward  # noqa: E402
 from .conv import conv2d_backward, conv2d_forward  # noqa: E402,F401
+from .adam import adam_step_  # noqa: E402,F401

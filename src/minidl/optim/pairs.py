@@ -1,0 +1,25 @@
+"""The (parameter, gradient) pairs an optimizer steps: a Module's, or the list Module.param() returns."""
+from torch import empty
+
+from .. import nn as _nn
+
+_TENSOR = type(empty(0))  # torch.Tensor, within the course rule of importing only torch.empty
+
+
+def checked_pairs(params, owner):
+    """The pairs as a list, each checked to be two tensors of one shape; errors name `owner` ("SGD", "Adam")."""
+    if isinstance(params, _nn.Module):
+        params = params.param()
+    pairs = list(params)
+    for i, pair in enumerate(pairs):
+        if not (isinstance(pair, (tuple, list)) and len(pair) == 2):
+            raise TypeError(f"{owner}: expected (parameter, gradient) pairs as returned by Module.param(), "
+                            f"got {type(pair).__name__} at position {i}")
+        p, g = pair
+        if not (isinstance(p, _TENSOR) and isinstance(g, _TENSOR)):
+            raise TypeError(f"{owner}: expected (parameter, gradient) pairs of tensors as returned by "
+                            f"Module.param(), got ({type(p).__name__}, {type(g).__name__}) at position {i}")
+        if p.shape != g.shape:
+            raise ValueError(f"{owner}: parameter {i} has shape {list(p.shape)} but its gradient has "
+                             f"shape {list(g.shape)}")
+    return pairs
