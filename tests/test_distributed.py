@@ -147,3 +147,27 @@ def test_init_names_a_missing_backend():
 def test_data_parallel_needs_a_process_group():
     with pytest.raises(distributed.DistributedError, match="call minidl.distributed.init"):
         distributed.DataParallel(dl.Linear(2, 2))
+
+
+def test_disk_example_under_torchrun_prints_once_what_one_process_prints(capsys):
+    import re
+    import subprocess
+    import sys
+
+    from conftest import PACKAGE_ROOT, subprocess_env
+    from test_examples import EXAMPLES, _load
+
+    argv = ["--epochs", "4", "--log-every", "1", "--threads", "1"]
+    _load("disk").main(argv)
+    alone = capsys.readouterr().out.splitlines()
+    ranks = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                            str(EXAMPLES / "disk.py"), "--distributed", *argv], capture_output=True, text=True,
+                           env=subprocess_env(PYTHONWARNINGS="ignore"), cwd=PACKAGE_ROOT, timeout=120)
+    assert ranks.returncode == 0, ranks.stderr
+    together = ranks.stdout.splitlines()
+    assert len(together) == len(alone), "every line once: rank 0 prints, the others do not"
+    numbers = lambda line: [float(x) for x in re.findall(r"\d+\.\d+", line.split("(")[0])]
+    for a, b in zip(alone, together):
+        assert re.sub(r"[\d.]+", "#", a) == re.sub(r"[\d.]+", "#", b)
+        # float32 sums of two halves against one whole: the 5-digit losses agree to rounding
+        assert numbers(b) == pytest.approx(numbers(a), rel=1e-4), (a, b)

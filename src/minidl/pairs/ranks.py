@@ -142,6 +142,7 @@ class LeadRunner:
             if kind == "error":
                 raise RankFailedError(rank, *value)
             runs.append(record(value))
+            self.channel.store.set(f"recorded/{number}", b"")  # for any rank to wait on (tests do)
             progress(config.train.epochs)
         order = {name: i for i, name in enumerate(config.models)}
         return sorted(runs, key=lambda run: (run["round"], order[run["model"]]))
