@@ -1,4 +1,5 @@
 """What the ranks of tests/test_distributed.py run, in processes of their own (spawned: importable)."""
+import datetime
 import os
 import time
 
@@ -107,12 +108,17 @@ def bucket_ranks(rank, world, init_file, out, cap_mb):
     distributed.shutdown()
 
 
-def failing_ranks(rank, world, init_file, out):
-    """Rank 1 raises before the first all-reduce; rank 0 must not wait for it forever."""
+def failing_ranks(rank, world, init_file, out, mode):
+    """Rank 1 raises (MODE 'raise') or stalls outside any collective ('stall') before the first
+    all-reduce; rank 0 must fail soon, not wait for it forever."""
     join(rank, world, init_file, timeout=5)
     net = distributed.DataParallel(build("disk", torch.float64, seed=0))
+    rank0_done = torch.distributed.FileStore(init_file + ".done", world)
     if rank == 1:
-        raise ValueError("rank 1 found bad data")
+        if mode == "raise":
+            raise ValueError("rank 1 found bad data")
+        rank0_done.wait(["rank 0 done"], datetime.timedelta(seconds=120))
+        return
     start = time.monotonic()
     try:
         net.forward(torch.zeros(4, 2, dtype=torch.float64))
@@ -120,3 +126,4 @@ def failing_ranks(rank, world, init_file, out):
     finally:
         with open(os.path.join(out, "rank0_waited"), "w") as f:
             f.write(str(time.monotonic() - start))
+        rank0_done.set("rank 0 done", "1")

@@ -98,13 +98,12 @@ def test_gradients_of_mixed_sizes_and_dtypes_are_averaged_one_all_reduce_per_buc
             assert torch.equal(g, ranks_mean.view(g.shape)), f"gradient {i}"
 
 
-def test_a_rank_that_raises_does_not_leave_the_other_waiting(tmp_path):
-    start = time.monotonic()
-    codes = run_ranks(workers.failing_ranks, tmp_path, timeout=45)
-    assert codes[1] != 0 and codes[0] != 0, codes
+@pytest.mark.parametrize("mode", ["raise", "stall"])
+def test_a_rank_that_raises_or_stalls_does_not_leave_the_other_waiting(tmp_path, mode):
+    codes = run_ranks(workers.failing_ranks, tmp_path, mode, timeout=60)
+    assert codes[0] != 0 and (codes[1] != 0) == (mode == "raise"), codes
     waited = float((tmp_path / "rank0_waited").read_text())
-    assert waited < 5 + 10, f"rank 0 waited {waited:.1f} s for the all-reduce (timeout 5 s)"
-    assert time.monotonic() - start < 45
+    assert waited < 5 + 10, f"rank 0 waited {waited:.1f} s in its all-reduce (timeout 5 s)"
 
 
 def test_buckets_group_by_dtype_and_respect_the_cap():
