@@ -3,7 +3,8 @@
     torchrun --standalone --nproc_per_node=2 tools/dist_overhead.py [--threads 1]
 
 For each network, each rank trains on its half of the batch: the step (forward, backward, SGD) with
-the averaging off (no_sync), the same step with it on, and the averaging alone; each variant timed
+the averaging off (no_sync), the same step with it on, the averaging alone, and torch's all-reduce
+of a flat tensor as large as all the gradients (what packing costs on top); each variant timed
 in blocks of steps that start together on every rank (a barrier before each), variants alternated,
 medians over the blocks. Rank 0 prints a markdown table.
 """
@@ -55,8 +56,9 @@ def measure(widths, batch, steps, cap_mb, blocks):
         with net.no_sync():
             step()
 
+    flat = torch.zeros(sum(b.flat.numel() for b in net.buckets))
     variants = {"step without averaging": local_step, "step with averaging": step,
-                "averaging alone": net.average_gradients}
+                "averaging alone": net.average_gradients, "all-reduce alone": lambda: dist.all_reduce(flat)}
     times = {name: [] for name in variants}
     for block in range(blocks + 1):
         for name, fn in variants.items():
@@ -81,16 +83,16 @@ def main():
             parameters, buckets, t = measure(widths, batch, steps, cap_mb, args.blocks)
             if buckets == 1 and cap_mb != 25:
                 continue  # the same as the default
-            local, full, alone = (t[k] * 1e6 for k in ("step without averaging", "step with averaging",
-                                                       "averaging alone"))
+            local, full, alone, raw = (t[k] * 1e6 for k in ("step without averaging", "step with averaging",
+                                                            "averaging alone", "all-reduce alone"))
             rows.append(f"| {name}, batch {batch} | {parameters:,} | {buckets} ({cap_mb} MB) | {local:,.0f} µs "
-                        f"| {full:,.0f} µs | {alone:,.0f} µs | {100 * (full - local) / local:.0f} % |")
+                        f"| {full:,.0f} µs | {alone:,.0f} µs | {raw:,.0f} µs | {100 * (full - local) / local:.0f} % |")
     if distributed.rank() == 0:
         print(f"{distributed.world_size()} ranks, backend {dist.get_backend()}, {args.threads} thread(s) each, "
               f"torch {torch.__version__}, minidl backend {dl.get_backend()}\n")
         print("| network | parameters | buckets (cap) | step, no averaging | step with averaging "
-              "| averaging alone | overhead |")
-        print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+              "| averaging alone | one all-reduce of all gradients, torch alone | overhead |")
+        print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
         print("\n".join(rows))
     distributed.shutdown()
 

@@ -10,7 +10,7 @@ from .idx import DataFileError
 from .lock import OutFolderError, locked_folder
 from .options import default_threads, missing_message, missing_modules, parse_args, study_config
 from .pool import WorkerDiedError
-from .ranks import LeadRunner, RankFailedError, connect, follow
+from .ranks import LeadRunner, RankFailedError, connect, follow, use_local_gpu
 from .store import (RUNS_FILE, append_run, check_out_dir, check_resumable, check_runs, load_config,
                     read_runs, start_study)
 from .study import markdown_table, run_study, summarise, write_results
@@ -176,8 +176,12 @@ def main_ranked(args, parser):
     except (RuntimeError, TimeoutError) as e:
         print(f"{parser.prog}: error: rank {args.rank}: cannot reach torchrun's store: {e}", file=sys.stderr)
         return 1
+    use_local_gpu(args.local_rank)
     if args.rank != 0:
-        return follow(args, channel, data_problem, parser.prog)
+        try:
+            return follow(args, channel, data_problem, parser.prog)
+        except KeyboardInterrupt:  # rank 0 says what is kept
+            return 130
     runner, status = LeadRunner(channel), 2  # parser.error's status, unless report returns
     try:
         status = report(args, parser, lambda args, parser: run(args, parser, runner))

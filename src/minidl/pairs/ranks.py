@@ -154,7 +154,6 @@ class LeadRunner:
 
 def follow(args, channel, data_problem, prog):
     """A rank other than 0: check its own data, then claim and run until no run is left; exit status."""
-    use_local_gpu(args.local_rank)
     problem = data_problem(args)
     if problem:
         channel.send("error", ("DataError", problem))
