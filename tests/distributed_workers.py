@@ -87,13 +87,14 @@ class Mixed(dl.Module):
 
     def backward_ctx(self, ctx, grad):
         rank = torch.distributed.get_rank()
-        for i, g in enumerate(self.grads):
-            g.copy_(torch.arange(g.numel(), dtype=g.dtype).view(g.shape) * (rank + 1) + i)
+        for i, g in enumerate(self.grads):  # accumulated, as every module's
+            g.add_(torch.arange(g.numel(), dtype=g.dtype).view(g.shape) * (rank + 1) + i)
         return grad
 
 
 def bucket_ranks(rank, world, init_file, out, cap_mb):
-    """Average Mixed's gradients, counting the all-reduce calls."""
+    """Average Mixed's gradients, counting the all-reduce calls; then two backwards, the first in
+    no_sync (local only), the second averaging their sum."""
     join(rank, world, init_file)
     net = distributed.DataParallel(Mixed(), bucket_cap_mb=cap_mb)
     calls, all_reduce = [], torch.distributed.all_reduce
@@ -104,7 +105,16 @@ def bucket_ranks(rank, world, init_file, out, cap_mb):
     finally:
         torch.distributed.all_reduce = all_reduce
     buckets = [(b.dtype, b.indices) for b in net.buckets]
-    torch.save({"grads": net.module.grads, "calls": calls, "buckets": buckets}, os.path.join(out, f"rank{rank}.pt"))
+    averaged = [g.clone() for g in net.module.grads]
+    net.zero_grad()
+    with net.no_sync():
+        net.forward(torch.zeros(1))
+        net.backward(torch.zeros(1))
+    local = [g.clone() for g in net.module.grads]
+    net.forward(torch.zeros(1))
+    net.backward(torch.zeros(1))
+    torch.save({"grads": averaged, "calls": calls, "buckets": buckets, "local": local,
+                "accumulated": net.module.grads}, os.path.join(out, f"rank{rank}.pt"))
     distributed.shutdown()
 
 

@@ -94,8 +94,11 @@ def test_gradients_of_mixed_sizes_and_dtypes_are_averaged_one_all_reduce_per_buc
         assert got["buckets"] == want_buckets
         assert got["calls"] == [dtype for dtype, _ in want_buckets], "one all-reduce per bucket"
         for i, g in enumerate(got["grads"]):
-            ranks_mean = sum(torch.arange(g.numel(), dtype=g.dtype) * (r + 1) + i for r in range(WORLD)) / WORLD
-            assert torch.equal(g, ranks_mean.view(g.shape)), f"gradient {i}"
+            own = lambda r: (torch.arange(g.numel(), dtype=g.dtype) * (r + 1) + i).view(g.shape)
+            ranks_mean = sum(own(r) for r in range(WORLD)) / WORLD
+            assert torch.equal(g, ranks_mean), f"gradient {i}"
+            assert torch.equal(got["local"][i], own(rank)), f"gradient {i} was averaged inside no_sync"
+            assert torch.equal(got["accumulated"][i], 2 * ranks_mean), f"gradient {i} after no_sync"
 
 
 @pytest.mark.parametrize("mode", ["raise", "stall"])
@@ -104,6 +107,36 @@ def test_a_rank_that_raises_or_stalls_does_not_leave_the_other_waiting(tmp_path,
     assert codes[0] != 0 and (codes[1] != 0) == (mode == "raise"), codes
     waited = float((tmp_path / "rank0_waited").read_text())
     assert waited < 5 + 10, f"rank 0 waited {waited:.1f} s in its all-reduce (timeout 5 s)"
+
+
+@pytest.fixture
+def one_rank(tmp_path):
+    """A gloo group of one rank in this process."""
+    distributed.init(init_method=f"file://{tmp_path / 'rendezvous'}", rank=0, world_size=1)
+    yield
+    distributed.shutdown()
+
+
+def test_data_parallel_is_the_module_for_parameters_state_and_mode(one_rank):
+    torch.set_grad_enabled(False)
+    net = workers.build("disk", torch.float32, seed=0)
+    dp = distributed.DataParallel(net)
+    assert dp.param() == net.param() and list(dp.state_dict()) == list(net.state_dict())
+    assert all(a is b for a, b in zip(dp.state_dict().values(), net.state_dict().values()))
+    assert dp.eval() is dp and not dp.training and not net.training and not net[0].training
+    dp.train()
+    assert net.training and repr(dp) == f"DataParallel({net!r})"
+    dp.load_state_dict(workers.build("disk", torch.float32, seed=1).state_dict())
+    assert torch.equal(net[0].weight, workers.build("disk", torch.float32, seed=1)[0].weight)
+    x = torch.rand(5, 2)
+    assert torch.equal(dp.forward(x), net.forward(x))
+    assert [b.dtype for b in dp.buckets] == [torch.float32]
+    dp.to(dtype=torch.float64)  # buckets follow the gradients
+    dp.forward(x.double())
+    dp.backward(torch.ones(5, 2, dtype=torch.float64))
+    assert [b.dtype for b in dp.buckets] == [torch.float64]
+    with pytest.raises(RuntimeError, match=r"DataParallel\(Sequential.*\.backward: called more times than forward"):
+        dp.backward(torch.ones(5, 2, dtype=torch.float64))
 
 
 def test_buckets_group_by_dtype_and_respect_the_cap():
