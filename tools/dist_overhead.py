@@ -56,7 +56,7 @@ def measure(widths, batch, steps, cap_mb, blocks):
         with net.no_sync():
             step()
 
-    flat = torch.zeros(sum(b.flat.numel() for b in net.buckets))
+    flat = torch.zeros(sum(sum(b.sizes) for b in net.buckets))
     variants = {"step without averaging": local_step, "step with averaging": step,
                 "averaging alone": net.average_gradients, "all-reduce alone": lambda: dist.all_reduce(flat)}
     times = {name: [] for name in variants}

@@ -118,22 +118,26 @@ class Bucket:
         self.indices = indices  # positions in the list the bucket was made from
         first = tensors[indices[0]]
         self.dtype, self.device = first.dtype, first.device
-        sizes = [tensors[i].numel() for i in indices]
-        self.flat = torch.empty(sum(sizes), dtype=self.dtype, device=self.device)
-        self.views = self.flat.split(sizes)
-
-    @property
-    def nbytes(self):
-        return self.flat.numel() * self.flat.element_size()
+        self.sizes = [tensors[i].numel() for i in indices]
+        self.nbytes = sum(self.sizes) * first.element_size()
+        self.flat = self.views = None  # made at the first pack that needs them
 
     def pack(self, tensors):
-        """Copy the bucket's tensors into the flat tensor."""
+        """The flat tensor to reduce: the bucket's tensors copied into one, or a lone contiguous
+        tensor itself (no copy)."""
+        if len(self.indices) == 1 and tensors[self.indices[0]].is_contiguous():
+            return tensors[self.indices[0]].view(-1)
+        if self.flat is None:
+            self.flat = torch.empty(sum(self.sizes), dtype=self.dtype, device=self.device)
+            self.views = self.flat.split(self.sizes)
         torch.cat([tensors[i].reshape(-1) for i in self.indices], out=self.flat)
+        return self.flat
 
-    def unpack(self, tensors):
-        """Copy the flat tensor back into the bucket's tensors."""
-        for i, view in zip(self.indices, self.views):
-            tensors[i].copy_(view.view(tensors[i].shape))
+    def unpack(self, flat, tensors):
+        """Copy FLAT, as pack returned it, back into the bucket's tensors."""
+        if flat is self.flat:
+            for i, view in zip(self.indices, self.views):
+                tensors[i].copy_(view.view(tensors[i].shape))
 
 
 def make_buckets(tensors, cap_bytes=BUCKET_CAP_MB * 2 ** 20):
@@ -200,14 +204,16 @@ class DataParallel(Module):
         tensors = [p.detach() for p in dict((id(t), t) for t in self.state_dict().values()).values()]
         src = dist.get_global_rank(self.group, 0) if self.group is not None else 0
         for bucket in make_buckets(tensors, self.cap_bytes):
-            bucket.pack(tensors)
-            dist.broadcast(bucket.flat, src=src, group=self.group)
-            bucket.unpack(tensors)
+            flat = bucket.pack(tensors)
+            dist.broadcast(flat, src=src, group=self.group)
+            bucket.unpack(flat, tensors)
 
     @property
     def buckets(self):
         """The gradient buckets, as the next backward packs them."""
-        grads = [g for _, g in self.module.param()]
+        return self._buckets_for([g for _, g in self.module.param()])
+
+    def _buckets_for(self, grads):
         if _layout(grads) != self._layout:  # first use, or after .to() or a change of parameters
             _check_devices(grads, repr(self))
             self._buckets, self._layout = make_buckets(grads, self.cap_bytes), _layout(grads)
@@ -216,17 +222,18 @@ class DataParallel(Module):
     def average_gradients(self):
         """Replace every parameter gradient by its mean over the ranks: all buckets' all-reduces are
         started, then waited for (gloo and nccl run them in the background meanwhile)."""
-        grads = [g for _, g in self.module.param()]
-        buckets = self.buckets
-        works = []
-        for bucket in buckets:
-            bucket.pack(grads)
-            works.append(dist.all_reduce(bucket.flat, group=self.group, async_op=True))
         size = dist.get_world_size(self.group)
-        for bucket, work in zip(buckets, works):
+        if size == 1:
+            return
+        grads = [g for _, g in self.module.param()]
+        started = []
+        for bucket in self._buckets_for(grads):
+            flat = bucket.pack(grads)
+            started.append((bucket, flat, dist.all_reduce(flat, group=self.group, async_op=True)))
+        for bucket, flat, work in started:
             work.wait()
-            bucket.flat.div_(size)
-            bucket.unpack(grads)
+            flat.div_(size)
+            bucket.unpack(flat, grads)
 
     @contextlib.contextmanager
     def no_sync(self):
