@@ -56,14 +56,17 @@ def test_a_study_under_torchrun_writes_what_one_process_writes(tmp_path, referen
     assert json.loads((tmp_path / "config.json").read_text())["execution"] == {"jobs": 1}
 
 
-def test_a_killed_rank_ends_the_job_and_resume_runs_only_what_is_left(tmp_path, reference):
+def test_a_killed_rank_ends_the_job_and_resume_runs_only_what_is_left(tmp_path, reference, capsys):
     killed = torchrun(tmp_path, fault="kill")
     assert killed.returncode != 0, "rank 1 should have been killed"
     kept = recorded(tmp_path)
     assert 1 <= len(set(kept)) == len(kept) < 6
-    resumed = torchrun(tmp_path, "--resume")
-    assert resumed.returncode == 0, resumed.stderr
-    assert f"skipping {len(kept)} finished run(s), {6 - len(kept)} to go" in resumed.stderr
+    threads = torch.get_num_threads()
+    try:  # the record is the same as one process's: resume it in this one
+        assert main([*STUDY, "--jobs", "1", "--out", str(tmp_path), "--resume"]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    assert f"skipping {len(kept)} finished run(s), {6 - len(kept)} to go" in capsys.readouterr().err
     assert recorded(tmp_path)[:len(kept)] == kept and sorted(recorded(tmp_path)) == sorted(
         (m, r) for r in range(3) for m in ("mlp", "convnet")), "a run recorded twice, or missing"
     assert untimed(load(tmp_path)) == reference
