@@ -6,22 +6,14 @@
 """
 from .backend import cpp_available, get_backend, set_backend
 from .memory import cpu_cache_info, empty_cpu_cache, set_cpu_cache_limit
-from .nn import Context, Linear, LossMSE, Module, ReLU, Sequential, Tanh
-from .nn import CrossEntropyLoss, PairOuter, Softmax
-from .nn import (BatchNorm1d, BatchNorm2d, Context, Dropout, Flatten, Linear, LossMSE, MaxPool2d, Module, ReLU,
-                 Sequential, Tanh)
-from .nn import Context, Conv2d, Linear, LossMSE, Module, ReLU, Sequential, Tanh
-from .optim import SGD
-from .serialization import load, save
-
-__version__ = "0.1.0"
-__all__ = ["Module", "Context", "Linear", "ReLU", "Tanh", "Sequential", "LossMSE", "SGD",
-           "MaxPool2d", "BatchNorm1d", "BatchNorm2d", "Dropout", "Flatten",
-__all__ = ["Module", "Context", "Linear", "Conv2d", "ReLU", "Tanh", "Sequential", "LossMSE", "SGD",
+from .nn import (BatchNorm1d, BatchNorm2d, Context, Conv2d, CrossEntropyLoss, Dropout, Flatten, Linear, LossMSE,
+                 MaxPool2d, Module, PairOuter, ReLU, Sequential, Softmax, Tanh)
 from .optim import SGD, Adam, CosineAnnealingLR
 from .serialization import load, save
 
 __version__ = "0.1.0"
-__all__ = ["Module", "Context", "Linear", "ReLU", "Tanh", "Sequential", "LossMSE", "SGD", "Adam", "CosineAnnealingLR",
+__all__ = ["Module", "Context", "Linear", "Conv2d", "MaxPool2d", "BatchNorm1d", "BatchNorm2d", "Dropout", "Flatten",
+           "ReLU", "Tanh", "Softmax", "PairOuter", "Sequential", "LossMSE", "CrossEntropyLoss",
+           "SGD", "Adam", "CosineAnnealingLR",
            "get_backend", "set_backend", "cpp_available", "save", "load",
-           "cpu_cache_info", "empty_cpu_cache", "set_cpu_cache_limit", "CrossEntropyLoss", "Softmax", "PairOuter"]
+           "cpu_cache_info", "empty_cpu_cache", "set_cpu_cache_limit"]

@@ -59,7 +59,4 @@ def _sgd_step_(params, grads, momentum_buffers, lr, momentum, weight_decay, zero
 
 
 # The shape functions of the op families in files of their own (one import line each).
-from . import classify  # noqa: E402,F401
-from . import layer  # noqa: E402,F401
-from . import conv  # noqa: E402,F401
-from . import adam  # noqa: E402,F401
+from . import adam, classify, conv, layer  # noqa: E402,F401

@@ -122,10 +122,10 @@ def zero_(tensors):
 
 
 # The op families in files of their own (one import line each).
+from .adam import adam_step_  # noqa: E402,F401
 from .classify import (cross_entropy_forward, pair_outer_backward, pair_outer_forward, softmax_backward,  # noqa: E402,F401
                        softmax_forward)
-from .dropout import dropout_backward, dropout_forward  # noqa: E402
-from .norm import batch_norm_backward, batch_norm_forward  # noqa: E402
-from .pool import maxpool2d_backward, maxpool2d_forward  # noqa: E402
 from .conv import conv2d_backward, conv2d_forward  # noqa: E402,F401
-from .adam import adam_step_  # noqa: E402,F401
+from .dropout import dropout_backward, dropout_forward  # noqa: E402,F401
+from .norm import batch_norm_backward, batch_norm_forward  # noqa: E402,F401
+from .pool import maxpool2d_backward, maxpool2d_forward  # noqa: E402,F401
