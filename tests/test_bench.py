@@ -56,7 +56,7 @@ def test_json_structure(smoke):
     assert data["machine"]["cpp_available"] == backend.cpp_available()
     assert data["config"]["threads"] == [1, 2]
     sections = {r["section"] for r in data["results"]}
-    assert sections == {"ceilings", "ops", "train", "mlp"} | ({"calls"} if backend.cpp_available() else set())
+    assert sections == {"ceilings", "ops", "layers", "train", "mlp"} | ({"calls"} if backend.cpp_available() else set())
     for r in data["results"]:
         assert r["threads"] in (1, 2) and r["device"] == "cpu"
         assert len(r["repeats_s"]) == data["config"]["repeats"]
@@ -123,6 +123,25 @@ def test_sections_option_in_process(tmp_path, capsys):
     assert all(r["pct_gemm_peak"] > 0 and r["ceiling_median_s"] > 0 for r in data["results"])
     assert "ceiling" not in {r["variant"] for r in data["results"]}  # the ceiling is not a row of its own
     assert "### train" in capsys.readouterr().out
+
+
+def test_layers_section_rows(tmp_path, capsys):
+    out = tmp_path / "b.json"
+    assert bench.main(["--smoke", "--sections", "layers", "--json", str(out)]) == 0
+    recs = json.loads(out.read_text())["results"]
+    assert {r["section"] for r in recs} == {"layers"} and not [r for r in recs if "skipped" in r]
+    cases = {r["case"].split()[0] for r in recs}
+    assert cases == {"conv", "max-pool", "batch", "dropout", "cross-entropy", "softmax", "Adam"}
+    for case in {r["case"] for r in recs}:
+        variants = {r["variant"]: r for r in recs if r["case"] == case}
+        torch_variants = {v for v in variants if v.startswith("torch")}
+        assert set(variants) - torch_variants == expected_variants() - {"torch"}, case
+        best = variants[next(iter(variants.values()))["reference"]]
+        assert best["x_vs_torch"] == pytest.approx(1.0) and best["median_s"] == min(
+            variants[v]["median_s"] for v in torch_variants)
+        if case.startswith(("conv", "max-pool", "batch")):
+            assert torch_variants == {"torch nchw", "torch cl"} and variants["python"]["layout"] == "cl"
+    assert "### layers" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("argv,message", [

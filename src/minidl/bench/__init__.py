@@ -7,8 +7,10 @@
 
 Sections: ceilings (GEMM and copy), calls (one cpp op call through torch.ops.minidl vs through
 minidl._C.direct, the per-call cost that small networks pay), ops (each op forward + backward),
-train (the disk network's training step), mlp (an MLP 784-1024-1024-10's training step, beside the
-same step without its SGD update and the step's matrix products alone).
+layers (the convnet study's layers forward + backward at its shapes, and its Adam step, against the
+fastest torch variant of each: NCHW or channels-last, Adam foreach or fused), train (the disk
+network's training step), mlp (an MLP 784-1024-1024-10's training step, beside the same step
+without its SGD update and the step's matrix products alone).
 
 Method. Every measurement is a perf_counter loop of `inner` calls (chosen so that one loop lasts
 about `--target` seconds) after a warm-up; it is repeated, and the median is reported. The
@@ -32,6 +34,7 @@ and median to JSON (--json, default bench.json).
 from .ceilings import copy_ceiling, gemm_ceiling, run_ceilings
 from .cli import main, make_config, parse_args
 from .config import CHECK_ATOL, CHECK_RTOL, CHECK_STEPS, CONFIGS, DISK_SIZES, LR, MLP_SIZES, MOMENTUM, SECTIONS
+from .layers import layer_cases, run_layers
 from .machine import cpu_model, header, machine_info
 from .matmuls import matmuls_fn, step_flops
 from .measure import Variant, add_speedups, calibrate, make_sync, measure, record, split_ceiling, timed

@@ -14,6 +14,7 @@ from .ceilings import run_ceilings
 from .config import CONFIGS, DISK_SIZES, SECTIONS
 from .machine import header, machine_info
 from .measure import make_sync
+from .layers import run_layers
 from .ops import run_ops
 from .report import progress, tables
 from .train import run_training
@@ -100,12 +101,13 @@ def run_threads(cfg, args, threads, sync, checks):
     sections = {
         "calls": lambda: run_calls(cfg, threads, args.device, sync),
         "ops": lambda: run_ops(cfg, threads, args.device, sync),
+        "layers": lambda: run_layers(cfg, threads, args.device, sync),
         "train": lambda: run_training("train", [("disk", DISK_SIZES, b) for b in cfg["disk_batches"]],
                                       cfg, threads, args.device, sync, checks),
         "mlp": lambda: run_training("mlp", [("mlp", cfg["mlp_sizes"], cfg["mlp_batch"])],
                                     cfg, threads, args.device, sync, checks),
     }
-    for name in ("calls", "ops", "train", "mlp"):
+    for name in ("calls", "ops", "layers", "train", "mlp"):
         if name in args.sections:
             new = sections[name]()
             print(tables(name, new, threads, args.device), flush=True)

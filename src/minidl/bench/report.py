@@ -65,6 +65,20 @@ def ops_tables(recs):
     return out
 
 
+def layers_table(recs):
+    """Each layer forward + backward (the Adam row: one step), against the fastest torch variant of its row."""
+    rows = []
+    for r in recs:
+        if "skipped" in r:
+            rows.append((r["case"], r["variant"], "-", "-", "-", r["skipped"], r["reference"]))
+        else:
+            rows.append((r["case"], r["variant"], r["layout"], fmt_time(r["median_s"]), spread(r),
+                         fmt(r.get("x_vs_torch"), ".2f"), r["reference"]))
+    return ("\nLayers forward + backward at the study's shapes (Adam: one step); cl: channels-last; "
+            "× vs best torch: against the row's fastest torch variant, named\n\n"
+            + md_table(["layer", "variant", "layout", "median", "spread", "× vs best torch", "best torch"], rows))
+
+
 def training_table(recs):
     """Training steps (train and mlp sections)."""
     head = "Training step (forward, MSE loss, backward, SGD momentum step)"
@@ -87,4 +101,6 @@ def tables(section, recs, threads, device):
         return title + calls_table(recs)
     if section == "ops":
         return title + ops_tables(recs)
+    if section == "layers":
+        return title + layers_table(recs)
     return title + training_table(recs)
