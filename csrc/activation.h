@@ -1,6 +1,7 @@
 // The activation kinds that the fused ops take (int[] activations in their schemas): a code is
 // the kind's index in this list, and in minidl.kernels.ACTIVATIONS (tests/test_op_table.py).
 #pragma once
+#include <ATen/core/Tensor.h>
 #include <c10/util/Exception.h>
 
 #include <cstdint>
@@ -32,6 +33,13 @@ Activation to_activation(int64_t code, const Op& op) {
   TORCH_CHECK_VALUE(code >= 0 && code < kActivationCount, op, ": expected activation codes ", activation_codes(),
                     ", got ", code);
   return static_cast<Activation>(code);
+}
+
+// The layout of an elementwise op's output: channels-last for a channels-last input (a conv stack's
+// activations stay in the layout its kernels are fastest in), else contiguous. Python: kernels.fake.
+inline at::MemoryFormat kept_format(const at::Tensor& t) {
+  return t.is_contiguous(at::MemoryFormat::ChannelsLast) && !t.is_contiguous() ? at::MemoryFormat::ChannelsLast
+                                                                                 : at::MemoryFormat::Contiguous;
 }
 
 }  // namespace minidl

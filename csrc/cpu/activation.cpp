@@ -1,9 +1,11 @@
 // The tanh and relu ops on the CPU: checks, then the loops of activation_loops.cpp into a new
-// contiguous output (cuda/activation.cu is the CUDA twin).
+// output, contiguous or channels-last as the input (kept_format) (cuda/activation.cu is the CUDA twin).
 #include <ATen/core/Tensor.h>
 #include <ATen/core/grad_mode.h>
+#include <ATen/ops/empty_like.h>
 #include <torch/library.h>
 
+#include "../activation.h"
 #include "../checks.h"
 #include "activation_loops.h"
 #include "runtime/block_cache.h"
@@ -15,9 +17,10 @@ at::Tensor forward(const at::Tensor& input, const char* op, Activation act) {
   check_float(input, op, "input");
   TORCH_CHECK(input.device().is_cpu(), op, ": CPU kernel got a tensor on ", input.device());
   const at::NoGradGuard no_grad;  // see ops/linear.cpp: contiguous() would record a graph node
-  at::Tensor x = input.contiguous();
-  at::Tensor y = cpu::empty_output_like(x);
-  cpu::activation_out(x, y, act);
+  const at::MemoryFormat format = kept_format(input);
+  at::Tensor x = input.contiguous(format);
+  at::Tensor y = format == at::MemoryFormat::Contiguous ? cpu::empty_output_like(x) : at::empty_like(x);
+  cpu::activation_out(x, y, act);  // a loop over memory: x and y have the same dense strides
   return y;
 }
 
@@ -25,9 +28,10 @@ at::Tensor backward(const at::Tensor& grad_output, const at::Tensor& saved, cons
   check_elementwise_backward(grad_output, saved, op, "output");
   TORCH_CHECK(saved.device().is_cpu(), op, ": CPU kernel got a tensor on ", saved.device());
   const at::NoGradGuard no_grad;  // see ops/linear.cpp
-  at::Tensor g = grad_output.contiguous();
-  at::Tensor s = saved.contiguous();
-  at::Tensor out = cpu::empty_output_like(s);
+  const at::MemoryFormat format = kept_format(saved);
+  at::Tensor g = grad_output.contiguous(format);
+  at::Tensor s = saved.contiguous(format);
+  at::Tensor out = format == at::MemoryFormat::Contiguous ? cpu::empty_output_like(s) : at::empty_like(s);
   cpu::activation_backward_out(g, s, out, act);
   return out;
 }

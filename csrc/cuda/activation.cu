@@ -25,6 +25,7 @@
 #include <atomic>
 #include <cstdint>
 
+#include "../activation.h"
 #include "../checks.h"
 #include "../cpu/elementwise.h"
 
@@ -178,8 +179,9 @@ at::Tensor unary(const at::Tensor& input, const char* op, Op f) {
   check_cuda(input, op);
   const c10::cuda::CUDAGuard guard(input.device());
   const at::NoGradGuard no_grad;  // see ops/linear.cpp: contiguous() would record a graph node
-  at::Tensor x = input.contiguous();
-  at::Tensor y = at::empty_like(x, at::MemoryFormat::Contiguous);
+  const at::MemoryFormat format = kept_format(input);
+  at::Tensor x = input.contiguous(format);
+  at::Tensor y = at::empty_like(x, format);
   const int64_t n = x.numel();
   if (n == 0) return y;
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "minidl_unary_cuda", [&] {
@@ -205,9 +207,10 @@ at::Tensor binary_backward(const at::Tensor& grad_output, const at::Tensor& save
   check_cuda(saved, op);
   const c10::cuda::CUDAGuard guard(saved.device());
   const at::NoGradGuard no_grad;  // see ops/linear.cpp
-  at::Tensor g = grad_output.contiguous();
-  at::Tensor s = saved.contiguous();
-  at::Tensor out = at::empty_like(s, at::MemoryFormat::Contiguous);
+  const at::MemoryFormat format = kept_format(saved);
+  at::Tensor g = grad_output.contiguous(format);
+  at::Tensor s = saved.contiguous(format);
+  at::Tensor out = at::empty_like(s, format);
   const int64_t n = s.numel();
   if (n == 0) return out;
   AT_DISPATCH_FLOATING_TYPES(s.scalar_type(), "minidl_binary_backward_cuda", [&] {

@@ -40,6 +40,8 @@ class Sequential(Module):
     add up over its uses, and param() lists its parameters once, as torch.nn does.
     """
 
+    input_grad_optional = True
+
     def __init__(self, *modules):
         self.modules = modules
 
@@ -96,8 +98,14 @@ class Sequential(Module):
 
     def backward_ctx(self, ctx, grad_output, input_grad=True):
         if ctx.stack is None:
-            for m, child in zip(reversed(ctx.modules), reversed(ctx.children)):
-                grad_output = m.backward_ctx(child, grad_output)
+            modules, children = ctx.modules, ctx.children
+            for i in range(len(modules) - 1, 0, -1):
+                grad_output = modules[i].backward_ctx(children[i], grad_output)
+            if not modules:
+                return grad_output if input_grad else None
+            if not input_grad and modules[0].input_grad_optional:  # e.g. a first Conv2d skips its input's gradient
+                return modules[0].backward_ctx(children[0], grad_output, False)
+            grad_output = modules[0].backward_ctx(children[0], grad_output)
             return grad_output if input_grad else None
         input, linears, weights, codes, outputs, lead = ctx.stack
         grad_output = grad_rows(self, grad_output, lead, weights[-1].shape[0])

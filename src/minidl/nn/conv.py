@@ -22,6 +22,8 @@ class Conv2d(Module):
     channels-last is the faster path on the CPU. A contiguous 1-channel tensor suggests NCHW: give it (or the
     weight) channels-last strides with torch.empty_like(t, memory_format=torch.channels_last).copy_(t)."""
 
+    input_grad_optional = True
+
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True, device=None,
                  dtype=None):
         for name, value in (("in_channels", in_channels), ("out_channels", out_channels)):

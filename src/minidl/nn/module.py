@@ -34,6 +34,7 @@ class Module:
 
     training = True
     buffer_names = ()  # attributes holding state that is not a parameter (running statistics, ...)
+    input_grad_optional = False  # whether backward_ctx takes input_grad=False, to skip the input's gradient
     _ctx = None  # the context of the latest direct forward, until a backward uses it
 
     def forward_ctx(self, ctx, *input):

@@ -20,16 +20,24 @@ def _linear_backward(grad_output, input, weight, grad_weight, grad_bias):
     return input.new_empty(input.shape)
 
 
+def kept_format(t):
+    """The layout of an elementwise op's output (activation.h's kept_format): channels-last for a channels-last
+    input, else contiguous."""
+    if t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous():
+        return torch.channels_last
+    return torch.contiguous_format
+
+
 def _register_activation(name):
     @torch.library.register_fake(f"minidl::{name}_forward")
     def _forward(input):
         check_float(input, f"minidl.{name}_forward", "input")
-        return torch.empty_like(input, memory_format=torch.contiguous_format)
+        return torch.empty_like(input, memory_format=kept_format(input))
 
     @torch.library.register_fake(f"minidl::{name}_backward")
     def _backward(grad_output, output):
         check_elementwise_backward(grad_output, output, f"minidl.{name}_backward")
-        return torch.empty_like(output, memory_format=torch.contiguous_format)
+        return torch.empty_like(output, memory_format=kept_format(output))
 
 
 for _name in ("tanh", "relu"):
