@@ -160,7 +160,7 @@ def test_threads_beyond_the_cores_are_refused_naming_the_maximum(tmp_path, capsy
 
 def test_allow_nonfinite_writes_strict_json_with_null(tmp_path, capsys):
     out = tmp_path / "out"
-    assert main(["--models", "siamese_aux", "--rounds", "1", "--epochs", "2", "--n-pairs", "200", "--lr", "1e10",
+    assert main(["--models", "siamese_aux", "--rounds", "1", "--epochs", "2", "--n-pairs", "200", "--lr", "1e20",
                  "--jobs", "1", "--threads", "1", "--quiet", "--allow-nonfinite", "--out", str(out)]) == 0
     saved = strict_json((out / "results.json").read_text())  # before: NaN, which is not JSON
     [run] = saved["runs"]
@@ -172,6 +172,6 @@ def test_allow_nonfinite_writes_strict_json_with_null(tmp_path, capsys):
     assert "null" in (out / "results.csv").read_text() and "NaN" not in (out / "results.csv").read_text()
     assert (out / "learning_curves.png").stat().st_size > 5000
     capsys.readouterr()
-    assert main(["--models", "siamese_aux", "--rounds", "1", "--epochs", "2", "--n-pairs", "200", "--lr", "1e10",
+    assert main(["--models", "siamese_aux", "--rounds", "1", "--epochs", "2", "--n-pairs", "200", "--lr", "1e20",
                  "--quiet", "--allow-nonfinite", "--out", str(out), "--resume"]) == 0  # nulls read back
     assert strict_json((out / "results.json").read_text())["runs"] == saved["runs"]

@@ -4,9 +4,11 @@ import pytest
 import torch
 
 from minidl.pairs import MODELS, TrainConfig, build_model, count_parameters, generate_pair_sets, train_model
+from minidl.pairs import dl_models
 from minidl.pairs.train import shift_digits, swap_pairs
 
 AUX = {"convnet_aux", "siamese_aux"}
+FRAMEWORKS = ["minidl", "torch"]
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -23,10 +25,11 @@ def small_sets():
     return generate_pair_sets(200, seed=11)
 
 
+@pytest.mark.parametrize("framework", FRAMEWORKS)
 @pytest.mark.parametrize("name", list(MODELS))
-def test_output_contract_and_size(name):
+def test_output_contract_and_size(name, framework):
     torch.manual_seed(0)
-    model = build_model(name)
+    model = build_model(name, framework)
     n = count_parameters(model)
     print(f"{name}: {n} parameters")
     assert 60_000 <= n <= 80_000
@@ -47,10 +50,11 @@ def test_build_model_unknown_name_lists_valid_ones():
         build_model("resnet")
 
 
+@pytest.mark.parametrize("framework", FRAMEWORKS)
 @pytest.mark.parametrize("name", ["siamese", "siamese_aux"])
-def test_siamese_shares_weights(name):
+def test_siamese_shares_weights(name, framework):
     torch.manual_seed(0)
-    model = build_model(name).eval()
+    model = build_model(name, framework).eval()
     x = torch.rand(5, 2, 14, 14) * 255
     if name == "siamese_aux":
         _, digits = model(x)
@@ -63,9 +67,10 @@ def test_siamese_shares_weights(name):
     torch.testing.assert_close(branch(x[:, :1]), branch(y[:, :1]))
 
 
-def test_convnet_mixes_both_digits():
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_convnet_mixes_both_digits(framework):
     torch.manual_seed(0)
-    model = build_model("convnet").eval()
+    model = build_model("convnet", framework).eval()
     x = torch.rand(4, 2, 14, 14)
     y = x.clone()
     y[:, 1] = torch.rand(4, 14, 14)
@@ -99,11 +104,12 @@ def test_swap_pairs_keeps_images_and_classes_together():
     assert sc[0].tolist() == [4, 4]
 
 
+@pytest.mark.parametrize("framework", FRAMEWORKS)
 @pytest.mark.parametrize("name", ["mlp", "convnet", "siamese_aux"])
-def test_short_training_lowers_loss_and_error(small_sets, name):
+def test_short_training_lowers_loss_and_error(small_sets, name, framework):
     torch.manual_seed(0)
-    model = build_model(name)
-    config = TrainConfig(epochs=6, batch_size=50, lr=2e-3)
+    model = build_model(name, framework)
+    config = TrainConfig(epochs=6, batch_size=50, lr=2e-3, framework=framework)
     result = train_model(model, small_sets, config, seed=3)
     assert len(result["train_loss_curve"]) == len(result["test_error_curve"]) == 6
     assert result["train_loss_curve"][-1] < 0.9 * result["train_loss_curve"][0]
@@ -112,12 +118,13 @@ def test_short_training_lowers_loss_and_error(small_sets, name):
     assert result["seconds"] > 0
 
 
-def test_training_is_reproducible_and_leaves_global_rng(small_sets):
-    config = TrainConfig(epochs=2, curves=False)
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_training_is_reproducible_and_leaves_global_rng(small_sets, framework):
+    config = TrainConfig(epochs=2, curves=False, framework=framework)
     results = []
     for _ in range(2):
         torch.manual_seed(0)
-        model = build_model("convnet_aux")
+        model = build_model("convnet_aux", framework)
         state = torch.get_rng_state()
         results.append(train_model(model, small_sets, config, seed=5))
         assert torch.equal(state, torch.get_rng_state())
@@ -126,9 +133,11 @@ def test_training_is_reproducible_and_leaves_global_rng(small_sets):
     assert results[0]["train_error_curve"] == []  # curves=False skips per-epoch evaluation
 
 
-def test_sgd_and_unknown_optimizer(small_sets):
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_sgd_and_unknown_optimizer(small_sets, framework):
     torch.manual_seed(0)
-    result = train_model(build_model("mlp"), small_sets, TrainConfig(epochs=3, optimizer="sgd", lr=0.01), seed=0)
+    config = TrainConfig(epochs=3, optimizer="sgd", lr=0.01, framework=framework)
+    result = train_model(build_model("mlp", framework), small_sets, config, seed=0)
     assert result["train_loss_curve"][-1] < result["train_loss_curve"][0]
     with pytest.raises(ValueError, match="unknown optimizer 'rmsprop'"):
         train_model(build_model("mlp"), small_sets, TrainConfig(optimizer="rmsprop"))
@@ -147,32 +156,59 @@ class PoisonAt(torch.nn.Module):
         return (logits * float("nan") if self.calls - 1 == self.call else logits), digits
 
 
-def test_nonfinite_loss_stops_naming_epoch_and_step(small_sets):
+class DlPoisonAt(dl_models.PairsModel):
+    """PoisonAt for a minidl model."""
+
+    def __init__(self, model, call):
+        self.model, self.poisoned_call, self.calls = model, call, 0  # self.call is Module.call
+
+    def forward_ctx(self, ctx, x):
+        (logits, digits), ctx.model = self.model.call(x)
+        self.calls += 1
+        return (logits * float("nan") if self.calls - 1 == self.poisoned_call else logits), digits
+
+    def backward_ctx(self, ctx, grad_logits, grad_digits=None):
+        self.model.backward_ctx(ctx.model, grad_logits, grad_digits)
+
+    def named_children(self):
+        return [("model", self.model)]
+
+
+def poisoned(name, framework, call):
+    """The model NAME of FRAMEWORK whose CALL-th forward returns NaN logits."""
+    return (DlPoisonAt if framework == "minidl" else PoisonAt)(build_model(name, framework), call)
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_nonfinite_loss_stops_naming_epoch_and_step(small_sets, framework):
     torch.manual_seed(0)
-    config = TrainConfig(epochs=3, batch_size=50, curves=False)  # 200 pairs: 4 steps an epoch
-    model = PoisonAt(build_model("mlp"), call=5)
+    config = TrainConfig(epochs=3, batch_size=50, curves=False, framework=framework)  # 200 pairs: 4 steps an epoch
+    model = poisoned("mlp", framework, call=5)
     with pytest.raises(FloatingPointError, match=r"^loss became nan at epoch 2, step 2$"):
         train_model(model, small_sets, config, seed=0)
     assert model.calls == 8  # stopped at the end of epoch 2, not trained on
 
 
-def test_nan_input_is_reported_at_the_step_of_its_batch(small_sets):
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_nan_input_is_reported_at_the_step_of_its_batch(small_sets, framework):
     sets = list(small_sets)
     sets[0] = sets[0].clone()
     sets[0][17, 1, 3, 4] = float("nan")
-    config = TrainConfig(epochs=2, batch_size=40, normalize=False, swap=False, shift=0, curves=False)
+    config = TrainConfig(epochs=2, batch_size=40, normalize=False, swap=False, shift=0, curves=False,
+                         framework=framework)
     # with no swap or shift the epoch's shuffle is the first draw of the run's generator
     order = torch.randperm(200, generator=torch.Generator().manual_seed(7))
     step = int((order == 17).nonzero()) // 40 + 1
     torch.manual_seed(0)
     with pytest.raises(FloatingPointError, match=rf"^loss became nan at epoch 1, step {step}$"):
-        train_model(build_model("convnet"), sets, config, seed=7)
+        train_model(build_model("convnet", framework), sets, config, seed=7)
 
 
-def test_nonfinite_check_can_be_turned_off(small_sets):
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_nonfinite_check_can_be_turned_off(small_sets, framework):
     torch.manual_seed(0)
-    config = TrainConfig(epochs=3, batch_size=50, curves=False, check_finite=False)
-    result = train_model(PoisonAt(build_model("mlp"), call=5), small_sets, config, seed=0)
+    config = TrainConfig(epochs=3, batch_size=50, curves=False, check_finite=False, framework=framework)
+    result = train_model(poisoned("mlp", framework, call=5), small_sets, config, seed=0)
     curve = torch.tensor(result["train_loss_curve"])
     assert len(curve) == 3 and curve[0].isfinite() and curve[1:].isnan().all()
 
@@ -182,7 +218,8 @@ def test_study_names_the_model_and_round_of_a_nonfinite_loss(tmp_path, capsys):
 
     out = tmp_path / "out"
     code = main(["--models", "mlp,siamese_aux", "--rounds", "2", "--epochs", "2", "--n-pairs", "200",
-                 "--lr", "1e10", "--jobs", "1", "--threads", "1", "--quiet", "--out", str(out)])
+                 "--lr", "1e10", "--jobs", "1", "--threads", "1", "--quiet", "--out", str(out),
+                 "--framework", "torch"])  # where this lr breaks one model and not the other
     err = capsys.readouterr().err
     assert code == 1
     assert "error: FloatingPointError: siamese_aux round 0 (seed 0): loss became nan at epoch" in err
@@ -190,14 +227,23 @@ def test_study_names_the_model_and_round_of_a_nonfinite_loss(tmp_path, capsys):
     assert len((out / "rounds.jsonl").read_text().splitlines()) == 1
 
 
-def test_training_works_with_autograd_globally_off():
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_training_works_with_autograd_globally_off(framework):
     """minidl users turn autograd off globally (torch.set_grad_enabled(False)); the study trains the same."""
     data = generate_pair_sets(100, seed=0)
-    config = TrainConfig(epochs=2, curves=False)
+    config = TrainConfig(epochs=2, curves=False, framework=framework)
     torch.manual_seed(0)
-    reference = train_model(build_model("mlp"), data, config, seed=0)
+    reference = train_model(build_model("mlp", framework), data, config, seed=0)
     torch.set_grad_enabled(False)  # conftest's restore_grad_mode turns it back on after the test
     torch.manual_seed(0)
-    result = train_model(build_model("mlp"), data, config, seed=0)
+    result = train_model(build_model("mlp", framework), data, config, seed=0)
     assert result["train_loss_curve"] == reference["train_loss_curve"]
     assert result["test_error"] == reference["test_error"]
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_a_model_of_the_other_framework_is_refused(small_sets, framework):
+    other = "torch" if framework == "minidl" else "minidl"
+    with pytest.raises(ValueError, match=rf"^TrainConfig: framework '{framework}', but the model is a .*"
+                                         rf"build_model\(name, framework='{framework}'\)$"):
+        train_model(build_model("mlp", other), small_sets, TrainConfig(epochs=1, framework=framework))

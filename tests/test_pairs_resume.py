@@ -202,3 +202,38 @@ def test_resume_repairs_a_torn_last_line_with_a_warning(tmp_path, capsys):
     assert "warning: " in err and "ignoring truncated last line 2 (40 bytes" in err
     assert "skipping 1 finished run(s), 1 to go" in err
     assert untimed(load(out)) == untimed(whole)
+
+
+def test_results_are_recorded_per_framework(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert tiny(out) == 0  # minidl, the default
+    assert json.loads((out / "config.json").read_text())["study"]["train"]["framework"] == "minidl"
+    assert {json.loads(line)["options"]["train.framework"] for line in complete_lines(out / RUNS_FILE)} == {"minidl"}
+    assert {run["framework"] for run in load(out)["runs"]} == {"minidl"}
+    assert (out / "results.csv").read_text().splitlines()[1].startswith("minidl,mlp,0,")
+    with pytest.raises(SystemExit):  # one folder, one framework
+        tiny(out, "--resume", "--framework", "torch")
+    assert "train.framework: stored 'minidl', now 'torch'" in capsys.readouterr().err
+    assert tiny(tmp_path / "torch", "--framework", "torch") == 0
+    assert load(tmp_path / "torch")["config"]["train"]["framework"] == "torch"
+
+
+def test_a_study_from_before_the_framework_option_resumes_as_torch(tmp_path, capsys):
+    """Studies written before --framework existed ran torch.nn: they hold no framework anywhere."""
+    out = tmp_path / "out"
+    assert tiny(out, "--framework", "torch", "--rounds", "1") == 0
+    config = json.loads((out / "config.json").read_text())
+    del config["study"]["train"]["framework"]
+    (out / "config.json").write_text(json.dumps(config))
+    lines = [json.loads(line) for line in complete_lines(out / RUNS_FILE)]
+    assert all("train.framework" not in run["options"] for run in lines)  # torch's fingerprint is the old one
+    for run in lines:
+        del run["framework"]
+    (out / RUNS_FILE).write_text("".join(json.dumps(run) + "\n" for run in lines))
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        tiny(out, "--resume", "--rounds", "2")
+    assert "train.framework: stored 'torch', now 'minidl'" in capsys.readouterr().err
+    assert tiny(out, "--resume", "--rounds", "2", "--framework", "torch") == 0
+    assert "skipping 1 finished run(s), 1 to go" in capsys.readouterr().err
+    assert (out / "results.csv").read_text().splitlines()[1].startswith("torch,mlp,0,")

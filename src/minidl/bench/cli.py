@@ -14,6 +14,7 @@ from .ceilings import run_ceilings
 from .config import CONFIGS, DISK_SIZES, SECTIONS
 from .machine import header, machine_info
 from .measure import make_sync
+from .conv import run_conv
 from .layers import run_layers
 from .ops import run_ops
 from .report import progress, tables
@@ -102,12 +103,13 @@ def run_threads(cfg, args, threads, sync, checks):
         "calls": lambda: run_calls(cfg, threads, args.device, sync),
         "ops": lambda: run_ops(cfg, threads, args.device, sync),
         "layers": lambda: run_layers(cfg, threads, args.device, sync),
+        "conv": lambda: run_conv(cfg, threads, args.device, sync, checks),
         "train": lambda: run_training("train", [("disk", DISK_SIZES, b) for b in cfg["disk_batches"]],
                                       cfg, threads, args.device, sync, checks),
         "mlp": lambda: run_training("mlp", [("mlp", cfg["mlp_sizes"], cfg["mlp_batch"])],
                                     cfg, threads, args.device, sync, checks),
     }
-    for name in ("calls", "ops", "layers", "train", "mlp"):
+    for name in ("calls", "ops", "layers", "conv", "train", "mlp"):
         if name in args.sections:
             new = sections[name]()
             print(tables(name, new, threads, args.device), flush=True)

@@ -80,8 +80,11 @@ def layers_table(recs):
 
 
 def training_table(recs):
-    """Training steps (train and mlp sections)."""
+    """Training steps (conv, train and mlp sections)."""
     head = "Training step (forward, MSE loss, backward, SGD momentum step)"
+    if any(r["section"] == "conv" for r in recs):
+        head = ("Training step of the study's models (forward, cross-entropy losses, backward, Adam step); "
+                "torch: the study's channels-last torch.nn twin with autograd")
     if any(r["variant"] == "cpp fwd+bwd" for r in recs):
         head += "; cpp fwd+bwd: the cpp step without its SGD update"
     if any(r["variant"] == "matmuls alone" for r in recs):

@@ -139,7 +139,7 @@ def study(args, parser, runner=None):
         where = f"{args.world_size} ranks" if args.world_size > 1 else f"{args.jobs} process(es)"
         print(f"\n{len(runs) - len(finished)} run(s) of {args.rounds} round(s) x "
               f"{len(args.models)} model(s) in {seconds:.1f} s ({where}, "
-              f"{args.threads} thread(s) each, {args.device}); wrote "
+              f"{args.threads} thread(s) each, {args.device}, {args.framework}); wrote "
               + ", ".join(str(p) for p in paths))
 
 

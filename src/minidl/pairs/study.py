@@ -72,13 +72,13 @@ def run_one(task, progress=None):
     data = generate_pair_sets(config.n_pairs, seed=seed, data_dir=config.data_dir)
     with torch.random.fork_rng(devices=[]):  # same init per (model, seed); caller's RNG untouched
         torch.manual_seed(seed)
-        model = build_model(name)
+        model = build_model(name, config.train.framework)
     try:
         with torch_threads(config.threads):  # the figures depend on it
             result = train_model(model, data, config.train, seed=seed, progress=progress)
     except FloatingPointError as e:  # say which run failed
         raise FloatingPointError(f"{name} round {round_index} (seed {seed}): {e}") from None
-    return {"model": name, "round": round_index, "seed": seed,
+    return {"model": name, "round": round_index, "seed": seed, "framework": config.train.framework,
             "parameters": count_parameters(model), **result}
 
 
@@ -144,7 +144,7 @@ def markdown_table(rows):
     return "\n".join(lines)
 
 
-CSV_FIELDS = list(RUN_KEYS)
+CSV_FIELDS = ["framework", *RUN_KEYS]
 
 
 def write_results(runs, rows, config, out_dir):
@@ -159,6 +159,7 @@ def write_results(runs, rows, config, out_dir):
         writer = csv.DictWriter(f, fieldnames=CSV_FIELDS)
         writer.writeheader()
         for run in runs:  # curves go in one cell each, as JSON lists
+            run = {"framework": "torch", **run}  # runs recorded before the framework option were torch's
             writer.writerow({key: json_text(run[key]) if key.endswith("_curve") else run[key]
                              for key in CSV_FIELDS})
     atomic_write_text(out_dir / "results.md", markdown_table(rows) + "\n")

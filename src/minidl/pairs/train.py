@@ -8,6 +8,11 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from .trainers import trainer_for
+
+
+FRAMEWORKS = ("minidl", "torch")
+
 
 @dataclass
 class TrainConfig:
@@ -24,6 +29,7 @@ class TrainConfig:
     swap: bool = True  # randomly swap the two digits of training pairs (needs the classes)
     curves: bool = True  # evaluate train and test error after every epoch
     device: str = "cpu"
+    framework: str = "minidl"  # the models' modules and kernels: minidl's own, or torch.nn + autograd
     check_finite: bool = True  # stop with FloatingPointError once the loss is NaN or infinite
 
     def validate(self):
@@ -41,6 +47,8 @@ class TrainConfig:
                              f"got {self.aux_weight!r}")
         if self.optimizer not in ("adam", "sgd"):
             raise ValueError(f"unknown optimizer {self.optimizer!r}; valid: adam, sgd")
+        if self.framework not in FRAMEWORKS:
+            raise ValueError(f"unknown framework {self.framework!r}; valid: {', '.join(FRAMEWORKS)}")
         check_device(self.device)
 
 
@@ -65,15 +73,6 @@ def check_device(name):
         raise ValueError(f"TrainConfig: device {name!r} unsupported; use cpu or cuda")
 
 
-def make_optimizer(model, config):
-    """Adam or SGD over the model's parameters."""
-    if config.optimizer == "adam":
-        return torch.optim.Adam(model.parameters(), lr=config.lr)
-    if config.optimizer == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=config.lr, momentum=0.9)
-    raise ValueError(f"unknown optimizer {config.optimizer!r}; valid: adam, sgd")
-
-
 def shift_digits(x, max_shift, generator):
     """Translate each digit independently by up to max_shift pixels, filling with zeros."""
     n, c, h, w = x.shape
@@ -89,18 +88,6 @@ def swap_pairs(x, classes, generator):
     x = torch.where(flip[:, None, None, None], x.flip(1), x)
     classes = torch.where(flip[:, None], classes.flip(1), classes)
     return x, classes  # note (b <= a) is not (not a <= b) when a == b, hence recomputing
-
-
-def errors(model, x, target, batch_size=1000):
-    """Fraction of pairs whose comparison is predicted wrongly."""
-    model.eval()
-    with torch.inference_mode():
-        wrong = sum(
-            (model(x[i:i + batch_size])[0].argmax(1) != target[i:i + batch_size]).sum()
-            for i in range(0, len(x), batch_size)
-        )
-    model.train()
-    return int(wrong) / len(x)
 
 
 def check_losses(losses, epoch):
@@ -123,26 +110,6 @@ def augmented(train_x, train_y, train_c, mean, std, config, generator):
     return (x - mean) / std, y, c
 
 
-def train_epoch(model, optimizer, x, y, c, order, config):
-    """One pass over the batches of ORDER; return (summed loss, per-step losses), both on device."""
-    n = len(order)
-    total = torch.zeros((), device=x.device)  # summed on device: no sync per batch
-    losses = torch.zeros((n + config.batch_size - 1) // config.batch_size, device=x.device)
-    for step, i in enumerate(range(0, n, config.batch_size)):
-        batch = order[i:i + config.batch_size]
-        logits, digits = model(x[batch])
-        loss = F.cross_entropy(logits, y[batch])
-        if digits is not None and config.aux_weight:
-            loss = loss + config.aux_weight * F.cross_entropy(
-                digits.reshape(-1, 10), c[batch].reshape(-1))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        total += loss.detach() * len(batch)
-        losses[step] = loss.detach()  # checked once per epoch, not synced per step
-    return total, losses
-
-
 @contextlib.contextmanager
 def deterministic_cudnn():
     """cuDNN's deterministic convolutions, chosen by heuristics rather than timed: its default
@@ -159,38 +126,31 @@ def deterministic_cudnn():
 
 @deterministic_cudnn()
 def train_model(model, data, config, seed=0, progress=None):
-    """Train MODEL on DATA (generate_pair_sets' 6-tuple); return a dict of figures and curves."""
+    """Train MODEL (a minidl Module or a torch.nn.Module, as config.framework says) on DATA
+    (generate_pair_sets' 6-tuple); return a dict of figures and curves."""
     config.validate()
     device = torch.device(config.device)
     train_x, train_y, train_c, test_x, test_y, _ = (t.to(device) for t in data)
     mean, std = (train_x.mean(), train_x.std()) if config.normalize else (0.0, 1.0)
     train_eval, test_x = (train_x - mean) / std, (test_x - mean) / std
-    model = model.to(device=device, memory_format=torch.channels_last)  # conv weights: faster on CPU
-    optimizer = make_optimizer(model, config)
-    schedule = None
-    if config.cosine:
-        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, config.epochs)
+    trainer = trainer_for(model, config, device)
     generator = torch.Generator().manual_seed(seed)
     n = len(train_x)
     curves = {"train_loss_curve": [], "train_error_curve": [], "test_error_curve": []}
     devices = [device.index or 0] if device.type == "cuda" else []
     start = time.perf_counter()
-    # Dropout draws from the global RNG: seed a copy. Autograd on here, whatever the caller set
-    # (minidl's own examples turn it off globally).
-    with torch.random.fork_rng(devices=devices), torch.enable_grad():
+    with torch.random.fork_rng(devices=devices):  # dropout draws from the global RNG: seed a copy
         torch.manual_seed(seed)
         for epoch in range(config.epochs):
             x, y, c = augmented(train_x, train_y, train_c, mean, std, config, generator)
             order = torch.randperm(n, generator=generator).to(device)
-            total, losses = train_epoch(model, optimizer, x, y, c, order, config)
+            total, losses = trainer.epoch(x, y, c, order)
             if config.check_finite:
                 check_losses(losses, epoch)
-            if schedule is not None:
-                schedule.step()
             curves["train_loss_curve"].append(float(total) / n)
             if config.curves:
-                curves["train_error_curve"].append(errors(model, train_eval, train_y))
-                curves["test_error_curve"].append(errors(model, test_x, test_y))
+                curves["train_error_curve"].append(trainer.errors(train_eval, train_y))
+                curves["test_error_curve"].append(trainer.errors(test_x, test_y))
             if progress is not None:
                 progress()
     if device.type == "cuda":
@@ -199,6 +159,5 @@ def train_model(model, data, config, seed=0, progress=None):
     if config.curves:
         train_error, test_error = curves["train_error_curve"][-1], curves["test_error_curve"][-1]
     else:
-        train_error = errors(model, train_eval, train_y)
-        test_error = errors(model, test_x, test_y)
+        train_error, test_error = trainer.errors(train_eval, train_y), trainer.errors(test_x, test_y)
     return {"train_error": train_error, "test_error": test_error, "seconds": seconds, **curves}
