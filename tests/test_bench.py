@@ -56,7 +56,7 @@ def test_json_structure(smoke):
     assert data["machine"]["cpp_available"] == backend.cpp_available()
     assert data["config"]["threads"] == [1, 2]
     sections = {r["section"] for r in data["results"]}
-    assert sections == {"ceilings", "ops", "layers", "train", "mlp"} | ({"calls"} if backend.cpp_available() else set())
+    assert sections == {"ceilings", "ops", "layers", "conv", "train", "mlp"} | ({"calls"} if backend.cpp_available() else set())
     for r in data["results"]:
         assert r["threads"] in (1, 2) and r["device"] == "cpu"
         assert len(r["repeats_s"]) == data["config"]["repeats"]
@@ -105,7 +105,7 @@ def test_ceilings_and_throughputs(smoke):
 def test_training_losses_agree(smoke):
     data, stdout = smoke
     checks = data["loss_checks"]
-    assert {c["case"] for c in checks} == {"disk b1", "disk b100", "mlp b8"}
+    assert {c["case"] for c in checks} == {"disk b1", "disk b100", "mlp b8", "convnet b4", "siamese_aux b4"}
     for c in checks:
         assert c["ok"] and set(c["losses"]) == expected_variants()
         assert all(len(ls) == c["steps"] for ls in c["losses"].values())
@@ -142,6 +142,31 @@ def test_layers_section_rows(tmp_path, capsys):
         if case.startswith(("conv", "max-pool", "batch")):
             assert torch_variants == {"torch nchw", "torch cl"} and variants["python"]["layout"] == "cl"
     assert "### layers" in capsys.readouterr().out
+
+
+def test_conv_section_rows(tmp_path, capsys):
+    out = tmp_path / "b.json"
+    assert bench.main(["--smoke", "--sections", "conv", "--json", str(out)]) == 0
+    data = json.loads(out.read_text())
+    recs = data["results"]
+    assert {r["section"] for r in recs} == {"conv"}
+    assert {r["case"] for r in recs} == {"convnet b4", "siamese_aux b4"}
+    for case in ("convnet b4", "siamese_aux b4"):
+        variants = {r["variant"]: r for r in recs if r["case"] == case}
+        assert set(variants) == expected_variants()
+        assert variants["torch"]["x_vs_torch"] == pytest.approx(1.0)
+        for r in variants.values():
+            assert r["flop"] > 0 and 0 < r["pct_gemm_peak"] and r["gflops"] == pytest.approx(r["flop"] / r["median_s"] / 1e9)
+    assert {c["case"] for c in data["loss_checks"]} == {"convnet b4", "siamese_aux b4"}
+    assert all(c["ok"] and len(c["losses"]) == len(expected_variants()) for c in data["loss_checks"])
+    assert "### conv" in capsys.readouterr().out
+
+
+def test_conv_step_flops_count_each_layer():
+    from minidl.bench.conv import step_flops
+    # convnet at batch 1: conv 2->32 (12x12 outputs, 18 taps), conv 32->64 (4x4, 288), Linear 256->200, 200->2
+    macs = [144 * 32 * 18, 16 * 64 * 288, 256 * 200, 200 * 2]
+    assert step_flops("convnet", 1) == 2 * (3 * sum(macs) - macs[0])
 
 
 @pytest.mark.parametrize("argv,message", [
