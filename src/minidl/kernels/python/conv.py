@@ -10,11 +10,15 @@ def _windows(input, kh, kw, stride, padding):
     """The zero-padded input, channels-last [N, H', W', C], and its windows as [N*OH*OW, KH*KW*C] (channel fastest)."""
     n, c, h, w = input.shape
     (sh, sw), (ph, pw) = stride, padding
-    padded = empty((n, h + 2 * ph, w + 2 * pw, c), dtype=input.dtype, device=input.device).zero_()
-    padded[:, ph:ph + h, pw:pw + w, :] = input.permute(0, 2, 3, 1)
+    if ph or pw:
+        padded = empty((n, h + 2 * ph, w + 2 * pw, c), dtype=input.dtype, device=input.device).zero_()
+        padded[:, ph:ph + h, pw:pw + w, :] = input.permute(0, 2, 3, 1)
+    else:  # no copy: the windows are a view of the input, whatever its strides
+        padded = input.permute(0, 2, 3, 1)
     oh, ow = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
     s_n, s_h, s_w, s_c = padded.stride()
-    windows = padded.as_strided((n, oh, ow, kh, kw, c), (s_n, s_h * sh, s_w * sw, s_h, s_w, s_c))
+    windows = padded.as_strided((n, oh, ow, kh, kw, c), (s_n, s_h * sh, s_w * sw, s_h, s_w, s_c),
+                                padded.storage_offset())
     return windows.reshape(n * oh * ow, kh * kw * c)
 
 

@@ -27,22 +27,27 @@ def maxpool2d_forward(input, kernel_size, stride):
     check_not_recorded("minidl.maxpool2d_forward", locals())
     shape = check_maxpool2d(input, kernel_size, stride, "minidl.maxpool2d_forward")
     (kh, kw), (sh, sw), width = kernel_size, stride, input.shape[3]
-    windows = input.unfold(2, kh, sh).unfold(3, kw, sw)  # [N, C, OH, OW, kh, kw], a view
-    first = _steps(shape[2], sh * width, input.device)[:, None] + _steps(shape[3], sw, input.device)[None, :]
-    best = windows[..., 0, 0]
-    offset = empty(shape, dtype=_LONG, device=input.device).zero_()
+    channels_last = is_channels_last(input)
+    # Work in the memory's own order (N, H, W, C for channels-last), where each window tap is a dense slice.
+    memory = input.permute(0, 2, 3, 1) if channels_last else input
+    h_dim, w_dim = (1, 2) if channels_last else (2, 3)
+    windows = memory.unfold(h_dim, kh, sh).unfold(w_dim, kw, sw)  # [..., kh, kw] views
+    best = _empty_like_format(shape, input, input.dtype, channels_last)
+    offset = _empty_like_format(shape, input, _LONG, channels_last)
+    best_m, offset_m = (best.permute(0, 2, 3, 1), offset.permute(0, 2, 3, 1)) if channels_last else (best, offset)
+    best_m.copy_(windows[..., 0, 0])
+    offset_m.zero_()
     for i in range(kh):
         for j in range(kw):
             if i == 0 and j == 0:
                 continue
             v = windows[..., i, j]
-            takes = v.gt(best).logical_or_(v.ne(v))
-            best = v.where(takes, best)
-            offset.masked_fill_(takes, i * width + j)
-    channels_last = is_channels_last(input)
-    output = _empty_like_format(shape, input, input.dtype, channels_last).copy_(best)
-    indices = _empty_like_format(shape, input, _LONG, channels_last).copy_(offset.add_(first))
-    return output, indices
+            takes = v.gt(best_m).logical_or_(v.ne(v))
+            best_m.copy_(v.where(takes, best_m))
+            offset_m.masked_fill_(takes, i * width + j)
+    first = _steps(shape[2], sh * width, input.device)[:, None] + _steps(shape[3], sw, input.device)[None, :]
+    offset.add_(first)  # [OH, OW] broadcast over N and C, in either layout
+    return best, offset
 
 
 def maxpool2d_backward(grad_output, input, indices, kernel_size, stride):
