@@ -22,6 +22,25 @@ def _steps(count, step, device):
 _LONG = empty(0, dtype=None).long().dtype  # torch.int64, within the course rule
 
 
+_MAX_CODED_TAPS = 6  # windows of up to this many taps find their argmax through a table of 4^taps entries
+_TABLES = {}  # (taps, width, kw, device) -> that table, made once
+
+
+def _pick_table(taps, width, kw, device):
+    """A table: for each code (bit t: tap t equals the maximum; bit taps + t: tap t is NaN) the window
+    offset i * width + j of the tap that max-pooling picks: the last NaN if any, else the first maximum."""
+    key = (taps, width, kw, str(device))
+    if key not in _TABLES:
+        table = empty(1 << (2 * taps), dtype=_LONG, device=device)
+        for code in range(len(table)):
+            nans = [t for t in range(taps) if code >> (taps + t) & 1]
+            hits = [t for t in range(taps) if code >> t & 1]
+            t = nans[-1] if nans else hits[0] if hits else 0
+            table[code] = (t // kw) * width + t % kw
+        _TABLES[key] = table
+    return _TABLES[key]
+
+
 def maxpool2d_forward(input, kernel_size, stride):
     """(output, indices): each window's maximum and its index h * W + w in its plane."""
     check_not_recorded("minidl.maxpool2d_forward", locals())
@@ -32,19 +51,29 @@ def maxpool2d_forward(input, kernel_size, stride):
     memory = input.permute(0, 2, 3, 1) if channels_last else input
     h_dim, w_dim = (1, 2) if channels_last else (2, 3)
     windows = memory.unfold(h_dim, kh, sh).unfold(w_dim, kw, sw)  # [..., kh, kw] views
+    taps = [windows[..., i, j] for i in range(kh) for j in range(kw)]
     best = _empty_like_format(shape, input, input.dtype, channels_last)
+    best_m = best.permute(0, 2, 3, 1) if channels_last else best
+    best_m.copy_(taps[0])
+    for v in taps[1:]:
+        best_m.copy_(best_m.maximum(v))  # a NaN propagates; which tap wins is decided below
     offset = _empty_like_format(shape, input, _LONG, channels_last)
-    best_m, offset_m = (best.permute(0, 2, 3, 1), offset.permute(0, 2, 3, 1)) if channels_last else (best, offset)
-    best_m.copy_(windows[..., 0, 0])
-    offset_m.zero_()
-    for i in range(kh):
-        for j in range(kw):
-            if i == 0 and j == 0:
-                continue
-            v = windows[..., i, j]
-            takes = v.gt(best_m).logical_or_(v.ne(v))
-            best_m.copy_(v.where(takes, best_m))
-            offset_m.masked_fill_(takes, i * width + j)
+    offset_m = offset.permute(0, 2, 3, 1) if channels_last else offset
+    if len(taps) <= _MAX_CODED_TAPS:  # the argmax from one code per window: a few cheap passes
+        code = empty(offset_m.shape, dtype=_LONG, device=input.device).zero_()
+        nans = bool(best.ne(best).any())  # a NaN in a window makes its maximum NaN
+        for t, v in enumerate(taps):
+            code.add_(v.eq(best_m), alpha=1 << t)
+            if nans:
+                code.add_(v.ne(v), alpha=1 << (len(taps) + t))
+        offset_m.copy_(_pick_table(len(taps), width, kw, input.device).take(code))
+    else:  # a running maximum that records where it moves: the last NaN, else the first maximum
+        running = taps[0].clone()
+        offset_m.zero_()
+        for t, v in enumerate(taps[1:], 1):
+            takes = v.gt(running).logical_or_(v.ne(v))
+            running = v.where(takes, running)
+            offset_m.masked_fill_(takes, (t // kw) * width + t % kw)
     first = _steps(shape[2], sh * width, input.device)[:, None] + _steps(shape[3], sw, input.device)[None, :]
     offset.add_(first)  # [OH, OW] broadcast over N and C, in either layout
     return best, offset
