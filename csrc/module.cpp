@@ -4,6 +4,7 @@
 #include <Python.h>
 #include <c10/util/Exception.h>
 
+#include "conv.h"
 #include "cpu/runtime/block_cache.h"
 #include "cpu/runtime/streaming.h"
 #include "bindings.h"
@@ -59,12 +60,20 @@ PyObject* set_streaming(PyObject*, PyObject* args) {
   }
 }
 
+// For tests: _set_conv_direct(values) -> the old limit: the direct conv kernels run when kw * C <= values.
+PyObject* set_conv_direct(PyObject*, PyObject* arg) {
+  const long long values = PyLong_AsLongLong(arg);
+  if (values == -1 && PyErr_Occurred()) return nullptr;
+  return PyLong_FromLongLong(static_cast<long long>(minidl::cpu::set_conv_direct_limit(values)));
+}
+
 PyMethodDef methods[] = {
     {"_cpu_cache_info", cpu_cache_info, METH_NOARGS, "(cached bytes, limit bytes, hits, misses)"},
     {"_empty_cpu_cache", empty_cpu_cache, METH_NOARGS, "Unmap every cached block."},
     {"_set_cpu_cache_limit", set_cpu_cache_limit, METH_O, "Keep at most this many bytes of freed blocks."},
     {"_streaming_setting", streaming_setting, METH_NOARGS, "(isa, min_bytes, best isa, {isa: loop calls}) of streaming stores"},
     {"_set_streaming", set_streaming, METH_VARARGS, "Stream outputs of >= min_bytes with isa; returns the old pair."},
+    {"_set_conv_direct", set_conv_direct, METH_O, "Direct conv kernels when kw * C <= this; returns the old limit."},
     {nullptr, nullptr, 0, nullptr}};
 
 }  // namespace

@@ -94,6 +94,9 @@ void rows_to_contiguous(const at::Tensor& rows, const ConvShape& s, at::Tensor& 
   output.copy_(rows.view({s.n, s.oh, s.ow, s.o}).permute({0, 3, 1, 2}));
 }
 
+// A first layer's few values per kernel row make im2col's matrix too narrow for BLAS: convolve directly.
+bool use_direct(const at::Tensor& input, const ConvShape& s) { return input.is_cpu() && cpu::conv_direct_fits(s); }
+
 // The weight as [O, KH*KW*C], channel fastest: a view of a channels-last weight, else a copy.
 at::Tensor weight_matrix(const at::Tensor& weight) {
   return weight.permute({0, 2, 3, 1}).reshape({weight.size(0), -1});
@@ -113,10 +116,15 @@ at::Tensor conv2d_forward(const at::Tensor& input, const at::Tensor& weight, con
   const at::MemoryFormat format = output_format(input, weight);
   at::Tensor output = new_image(s.n, s.o, s.oh, s.ow, weight.options(), format);
   if (output.numel() == 0) return output;
-  at::Tensor cols = new_buffer({s.positions(), s.taps()}, weight.options());
-  im2col(input, s, cols);
   const bool direct = format == at::MemoryFormat::ChannelsLast;
   at::Tensor rows = direct ? as_rows(output) : new_buffer({s.positions(), s.o}, weight.options());
+  if (use_direct(input, s)) {
+    cpu::conv_direct_forward(input, weight, bias, s, rows);
+    if (!direct) rows_to_contiguous(rows, s, output);
+    return output;
+  }
+  at::Tensor cols = new_buffer({s.positions(), s.taps()}, weight.options());
+  im2col(input, s, cols);
   if (bias.has_value()) {
     at::addmm_out(rows, *bias, cols, weight_matrix(weight).t());
   } else {
@@ -142,7 +150,13 @@ at::Tensor conv2d_backward(const at::Tensor& grad_output, const at::Tensor& inpu
   const at::NoGradGuard no_grad;  // see ops/linear.cpp
   const at::Tensor rows = as_rows(grad_output);  // [N*OH*OW, O]
   at::Tensor cols = new_buffer({s.positions(), s.taps()}, weight.options());
-  if (s.positions() > 0) {
+  if (s.positions() > 0 && use_direct(input, s)) {
+    cpu::conv_direct_weight_grad(rows, input, s, grad_weight);
+    if (grad_bias.has_value()) {
+      at::Tensor gb = *grad_bias;
+      gb.add_(rows.sum(0));
+    }
+  } else if (s.positions() > 0) {
     im2col(input, s, cols);
     // grad_weight += (cols.T @ rows).T: this orientation keeps BLAS efficient when the kernel has few
     // taps (a first layer), where rows.T @ cols is a poorly blocked product.
