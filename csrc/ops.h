@@ -20,6 +20,7 @@ using OptTensor = std::optional<at::Tensor>;
 using OptGenerator = std::optional<at::Generator>;
 using TensorPair = std::tuple<at::Tensor, at::Tensor>;
 using TensorTriple = std::tuple<at::Tensor, at::Tensor, at::Tensor>;
+using TensorFive = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
 using Tensors = std::vector<at::Tensor>;
 }  // namespace minidl::signature
 
@@ -96,6 +97,25 @@ using Tensors = std::vector<at::Tensor>;
     TensorPair(const Tensor&, double, const OptGenerator&))                                                      \
   X(dropout_backward, "(Tensor grad_output, Tensor mask) -> Tensor", Tensor(const Tensor&, const Tensor&))
 
+// The convnet block after a convolution, MaxPool2d -> BatchNorm2d -> ReLU, one op each way (Sequential's
+// fusion, nn/block.py). argmax (uint8): each window's first maximum (a NaN wins) as its position i * kw + j
+// in the window; pooled: the max-pool's output, which the backward's batch-norm sums need.
+#define MINIDL_BLOCK_OPS(X)                                                                                      \
+  /* (output, pooled, argmax, mean, invstd); batch norm as batch_norm_forward on pooled, then ReLU */            \
+  X(pool_norm_relu_forward,                                                                                      \
+    "(Tensor input, int[] kernel_size, int[] stride, Tensor weight, Tensor bias, Tensor(a!) running_mean, "      \
+    "Tensor(b!) running_var, bool training, float momentum, float eps) -> (Tensor, Tensor, Tensor, Tensor, "     \
+    "Tensor)",                                                                                                   \
+    TensorFive(const Tensor&, IntArrayRef, IntArrayRef, const Tensor&, const Tensor&, Tensor&, Tensor&, bool,    \
+               double, double))                                                                                  \
+  /* returns grad_input (input's shape and memory format); adds into grad_weight and grad_bias */                \
+  X(pool_norm_relu_backward,                                                                                     \
+    "(Tensor grad_output, Tensor input, Tensor output, Tensor pooled, Tensor argmax, int[] kernel_size, "        \
+    "int[] stride, Tensor weight, Tensor mean, Tensor invstd, Tensor(a!) grad_weight, Tensor(b!) grad_bias, "    \
+    "bool training) -> Tensor",                                                                                  \
+    Tensor(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&, IntArrayRef, IntArrayRef,  \
+           const Tensor&, const Tensor&, const Tensor&, Tensor&, Tensor&, bool))
+
 // Cross-entropy and the siamese head's pieces (CrossEntropyLoss, softmax, outer product).
 #define MINIDL_CLASSIFY_OPS(X)                                                                                     \
   /* (mean over rows of -log softmax(logits)[target], its gradient (softmax - onehot) / N); int64 targets */       \
@@ -120,7 +140,9 @@ using Tensors = std::vector<at::Tensor>;
     void(TensorList, TensorList, TensorList, TensorList, int64_t, double, double, double, double, double, bool))
 
 // The table: every family.
-#define MINIDL_OPS(X) MINIDL_DENSE_OPS(X) MINIDL_CONV_OPS(X) MINIDL_LAYER_OPS(X) MINIDL_CLASSIFY_OPS(X) MINIDL_ADAM_OPS(X)
+#define MINIDL_OPS(X)                                                                                  \
+  MINIDL_DENSE_OPS(X) MINIDL_CONV_OPS(X) MINIDL_LAYER_OPS(X) MINIDL_BLOCK_OPS(X) MINIDL_CLASSIFY_OPS(X) \
+      MINIDL_ADAM_OPS(X)
 
 namespace minidl::ops {
 using namespace minidl::signature;

@@ -75,8 +75,9 @@ def dense_cases(device):
 
 # The cases of the op families in files of their own (tests/op_cases_<family>.py), one entry each.
 from op_cases_adam import adam_cases  # noqa: E402
+from op_cases_block import block_cases  # noqa: E402
 from op_cases_classify import classify_cases  # noqa: E402
 from op_cases_conv import conv_cases  # noqa: E402
 from op_cases_layer import layer_cases  # noqa: E402
 
-FAMILIES = [conv_cases, layer_cases, classify_cases, adam_cases]
+FAMILIES = [conv_cases, layer_cases, block_cases, classify_cases, adam_cases]

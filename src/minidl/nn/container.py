@@ -1,9 +1,11 @@
-"""Sequential: modules applied in order, run as one fused kernel call each way when they form a Linear stack."""
+"""Sequential: modules applied in order, run as one fused kernel call each way when they form a Linear stack, and
+each MaxPool2d -> BatchNorm2d -> ReLU run as one (nn/block.py)."""
 from torch import empty
 
 from .. import backend as _backend
 from ..kernels import ACTIVATIONS
 from .activation import ReLU, Tanh
+from .block import BLOCK, PoolNormReLU, fused_blocks
 from .linear import Linear, as_rows, grad_rows
 from .module import CHECKED, USED, Context, Module, kernel_error
 
@@ -23,6 +25,16 @@ def fused_layers(modules):
     return tuple(layers) or None
 
 
+def _steps(modules):
+    """What a forward module by module runs: the modules, each fused_blocks run as one PoolNormReLU."""
+    steps, i = [], 0
+    for start in fused_blocks(modules):
+        steps += modules[i:start]
+        steps.append(PoolNormReLU(*modules[start:start + len(BLOCK)]))
+        i = start + len(BLOCK)
+    return tuple(steps) + modules[i:]
+
+
 def _all_biased(linears):
     """Whether every Linear has a bias now: the fused kernels need one per layer."""
     for linear in linears:  # a loop: `None in biases` would compare tensors with ==, any() costs a generator
@@ -36,7 +48,8 @@ class Sequential(Module):
 
     Whether the fused kernels run is decided when `modules` is set, by fused_layers; a stack whose
     Linear layers all have a bias at the time of a forward then runs as one kernel call each way,
-    with the same arithmetic as module by module. A module may appear more than once: its gradients
+    with the same arithmetic as module by module. Otherwise each (MaxPool2d, BatchNorm2d, ReLU) run
+    (fused_blocks) runs as one PoolNormReLU step, the other modules one by one. A module may appear more than once: its gradients
     add up over its uses, and param() lists its parameters once, as torch.nn does.
     """
 
@@ -60,6 +73,12 @@ class Sequential(Module):
         self._modules = modules
         self._linears = None if layers is None else tuple(linear for linear, _ in layers)
         self._codes = None if layers is None else [ACTIVATIONS.index(kind) for _, kind in layers]
+        self._steps = _steps(modules)
+
+    @property
+    def blocks(self):
+        """((MaxPool2d, BatchNorm2d, ReLU), ...): the runs that a forward module by module fuses, in order."""
+        return tuple((s.pool, s.norm, s.relu) for s in self._steps if type(s) is PoolNormReLU)
 
     @property
     def fused(self):
@@ -80,7 +99,7 @@ class Sequential(Module):
                 raise kernel_error(self, "forward", e) from None
             ctx.stack = (input, linears, weights, self._codes, outputs, lead)  # what mlp_backward needs but gradients
             return outputs[-1] if lead is None else outputs[-1].view(*lead, weights[-1].shape[0])
-        ctx.stack, ctx.modules, ctx.children = None, self._modules, []
+        ctx.stack, ctx.modules, ctx.children = None, self._steps, []
         for m in ctx.modules:
             child = Context()
             input = m.forward_ctx(child, input)

@@ -38,19 +38,28 @@ class _BatchNorm(Module):
     def forward_ctx(self, ctx, input):
         if getattr(input, "dim", None) is not None and input.dim() not in self.input_dims:
             raise ValueError(f"{self!r}.forward: expected {self.expected} input, got shape {list(input.shape)}")
-        training, momentum = self.training, self.momentum
-        if training and momentum is None:  # a cumulative average, as torch.nn's
-            momentum = 1.0 / (int(self.num_batches_tracked) + 1)
+        training, momentum = self.batch_settings()
         weight = self.weight
         try:
             output, mean, invstd = _backend.ops.batch_norm_forward(
                 input, weight, self.bias, self.running_mean, self.running_var, training, momentum, self.eps)
         except CHECKED as e:
             raise kernel_error(self, "forward", e) from None
-        if training:
-            self.num_batches_tracked.add_(1)
+        self.batch_done(training)
         ctx.input, ctx.weight, ctx.mean, ctx.invstd, ctx.training = input, weight, mean, invstd, training
         return output
+
+    def batch_settings(self):
+        """(training, momentum) for the next forward's kernel; momentum=None: a cumulative average, as torch.nn's."""
+        training, momentum = self.training, self.momentum
+        if training and momentum is None:
+            momentum = 1.0 / (int(self.num_batches_tracked) + 1)
+        return training, momentum
+
+    def batch_done(self, training):
+        """After a forward's kernel ran: count a training batch in num_batches_tracked."""
+        if training:
+            self.num_batches_tracked.add_(1)
 
     def backward_ctx(self, ctx, grad_output):
         try:

@@ -20,6 +20,11 @@ class MaxPool2d(Module):
         self._window = (list(_pair(kernel_size, "MaxPool2d", "kernel_size")),
                         list(_pair(self.stride, "MaxPool2d", "stride")))
 
+    @property
+    def window(self):
+        """([kh, kw], [sh, sw]): the kernels' kernel_size and stride."""
+        return self._window
+
     def forward_ctx(self, ctx, input):
         kernel_size, stride = self._window
         try:

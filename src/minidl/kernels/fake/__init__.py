@@ -67,4 +67,4 @@ def _sgd_step_(params, grads, momentum_buffers, lr, momentum, weight_decay, zero
 
 
 # The shape functions of the op families in files of their own (one import line each).
-from . import adam, classify, conv, layer  # noqa: E402,F401
+from . import adam, block, classify, conv, layer  # noqa: E402,F401

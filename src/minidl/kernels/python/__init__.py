@@ -123,6 +123,7 @@ def zero_(tensors):
 
 # The op families in files of their own (one import line each).
 from .adam import adam_step_  # noqa: E402,F401
+from .block import pool_norm_relu_backward, pool_norm_relu_forward  # noqa: E402,F401
 from .classify import (cross_entropy_forward, pair_outer_backward, pair_outer_forward, softmax_backward,  # noqa: E402,F401
                        softmax_forward)
 from .conv import conv2d_backward, conv2d_forward  # noqa: E402,F401

@@ -1,0 +1,41 @@
+"""Checks of the pool -> batch norm -> ReLU block ops: the twin of csrc/block_checks.h, same messages."""
+import math
+
+from . import _check_tensor, check_like, check_shape
+from .layer import _check_per_channel, check_maxpool2d
+
+
+def check_pool_norm_relu_forward(input, kernel_size, stride, weight, bias, running_mean, running_var, training,
+                                 momentum, eps, op):
+    """The pooled shape [N, C, OH, OW]."""
+    shape = check_maxpool2d(input, kernel_size, stride, op)
+    if kernel_size[0] * kernel_size[1] > 256:
+        raise ValueError(f"{op}: expected a window of at most 256 elements (argmax is uint8), got kernel_size "
+                         f"{list(kernel_size)}")
+    for t, name in ((weight, "weight"), (bias, "bias"), (running_mean, "running_mean"), (running_var, "running_var")):
+        _check_per_channel(t, input, op, name)
+    if not (eps >= 0 and math.isfinite(eps)):
+        raise ValueError(f"{op}: expected eps >= 0, got {eps}")
+    if not math.isfinite(momentum):
+        raise ValueError(f"{op}: expected a finite momentum, got {momentum}")
+    if training and shape[0] * shape[2] * shape[3] <= 1:
+        raise ValueError(f"{op}: expected more than 1 value per channel when training, got pooled shape {shape} "
+                         f"from input of shape {list(input.shape)}")
+    return shape
+
+
+def check_pool_norm_relu_backward(grad_output, input, output, pooled, argmax, kernel_size, stride, weight, mean,
+                                  invstd, grad_weight, grad_bias, op):
+    shape = check_maxpool2d(input, kernel_size, stride, op)
+    for t, name in ((grad_output, "grad_output"), (output, "output"), (pooled, "pooled")):
+        check_like(t, input, op, name, "input")
+        check_shape(t, shape, op, name)
+    _check_tensor(argmax, op, "argmax")
+    if argmax.device != input.device:
+        raise RuntimeError(f"{op}: expected argmax on {input.device} like input, got {argmax.device}")
+    if str(argmax.dtype) != "torch.uint8":
+        raise TypeError(f"{op}: expected argmax of dtype torch.uint8, got {argmax.dtype}")
+    check_shape(argmax, shape, op, "argmax")
+    for t, name in ((weight, "weight"), (mean, "mean"), (invstd, "invstd"), (grad_weight, "grad_weight"),
+                    (grad_bias, "grad_bias")):
+        _check_per_channel(t, input, op, name)
