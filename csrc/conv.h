@@ -30,17 +30,20 @@ void im2col(const at::Tensor& input, const ConvShape& s, at::Tensor& cols);
 void col2im(const at::Tensor& cols, const ConvShape& s, at::Tensor& grad_input);
 // dst[i] = src[i].T for each of the `batch` matrices [rows, cols] of src; both contiguous, of one dtype.
 void transpose_batched(const at::Tensor& src, int64_t batch, int64_t rows, int64_t cols, at::Tensor& dst);
-// Direct convolution (conv_direct.cpp), for layers with few values per kernel row (kw * C small):
-// whether s is one; rows [positions, O] (contiguous, written) = the output, channels-last; grad_weight += the
-// weight gradient from grad_rows [positions, O]. set_conv_direct_limit(v): direct when kw * C <= v (0: never),
-// returns the old limit (for tests).
-bool conv_direct_fits(const ConvShape& s);
+
+// Direct loops for kernels of few taps (conv_direct.cpp), no window matrix. rows: the output as
+// [positions, O], contiguous (written). Input of any strides; weight and bias of the input's dtype.
 void conv_direct_forward(const at::Tensor& input, const at::Tensor& weight, const c10::optional<at::Tensor>& bias,
                          const ConvShape& s, at::Tensor& rows);
-void conv_direct_weight_grad(const at::Tensor& grad_rows, const at::Tensor& input, const ConvShape& s,
-                             at::Tensor& grad_weight);
-int64_t set_conv_direct_limit(int64_t values);
+// grad_weight [O, C, KH, KW] += the window sums of rows [positions, O] (grad_output); grad_bias [O],
+// if given, += rows' column sums. Either of any strides.
+void conv_direct_weight_grad(const at::Tensor& rows, const at::Tensor& input, const ConvShape& s,
+                             at::Tensor& grad_weight, const c10::optional<at::Tensor>& grad_bias);
 }  // namespace cpu
+
+// For tests (minidl._C._set_conv_direct): whether CPU convolutions may take the direct loops (on by
+// default); returns the previous setting.
+bool set_conv_direct(bool enabled);
 
 namespace cuda {
 void im2col(const at::Tensor& input, const ConvShape& s, at::Tensor& cols);

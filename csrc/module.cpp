@@ -60,11 +60,11 @@ PyObject* set_streaming(PyObject*, PyObject* args) {
   }
 }
 
-// For tests: _set_conv_direct(values) -> the old limit: the direct conv kernels run when kw * C <= values.
+// For tests: _set_conv_direct(enabled) -> the old setting (CPU convolutions' direct loops or im2col).
 PyObject* set_conv_direct(PyObject*, PyObject* arg) {
-  const long long values = PyLong_AsLongLong(arg);
-  if (values == -1 && PyErr_Occurred()) return nullptr;
-  return PyLong_FromLongLong(static_cast<long long>(minidl::cpu::set_conv_direct_limit(values)));
+  const int enabled = PyObject_IsTrue(arg);
+  if (enabled < 0) return nullptr;
+  return PyBool_FromLong(minidl::set_conv_direct(enabled != 0));
 }
 
 PyMethodDef methods[] = {
@@ -73,7 +73,7 @@ PyMethodDef methods[] = {
     {"_set_cpu_cache_limit", set_cpu_cache_limit, METH_O, "Keep at most this many bytes of freed blocks."},
     {"_streaming_setting", streaming_setting, METH_NOARGS, "(isa, min_bytes, best isa, {isa: loop calls}) of streaming stores"},
     {"_set_streaming", set_streaming, METH_VARARGS, "Stream outputs of >= min_bytes with isa; returns the old pair."},
-    {"_set_conv_direct", set_conv_direct, METH_O, "Direct conv kernels when kw * C <= this; returns the old limit."},
+    {"_set_conv_direct", set_conv_direct, METH_O, "Let CPU convolutions take the direct loops; returns the old setting."},
     {nullptr, nullptr, 0, nullptr}};
 
 }  // namespace

@@ -1,93 +1,149 @@
-"""The CPU's direct convolution (first layers: few values per kernel row) against torch and against the
-im2col + GEMM path it replaces there (its unfused twin), and independent of the thread count."""
+"""The CPU direct convolution loops (cpu/conv_direct.cpp, kernels of few taps) against
+torch.nn.functional.conv2d + autograd and against the im2col path they replace (minidl._C._set_conv_direct)."""
 import contextlib
+import itertools
 
 import pytest
 import torch
 
-import minidl
+from conftest import assert_within_float32_sum_bound, require_cpp
 
-pytestmark = pytest.mark.skipif(not minidl.cpp_available(), reason="the C++ extension is not built")
-F64 = torch.float64
-# (N, C, H, W, O, kernel, stride, padding): the study's first layers, then odd shapes
-SHAPES = [(5, 1, 14, 14, 32, (3, 3), 1, 0), (4, 2, 14, 14, 32, (3, 3), 1, 0), (3, 3, 9, 7, 17, (3, 3), 2, 1),
-          (1, 2, 8, 8, 5, (1, 3), 1, 1), (2, 1, 11, 9, 40, (5, 5), 2, 2), (2, 4, 6, 6, 33, (3, 2), 1, 0)]
+F64 = dict(rtol=1e-12, atol=1e-12)
+# (N, C, H, W, O, KH, KW, stride, padding): few taps, so the direct loops take them
+CONFIGS = [
+    (200, 1, 14, 14, 32, 3, 3, (1, 1), (0, 0)),  # the study's first layers
+    (100, 2, 14, 14, 32, 3, 3, (1, 1), (0, 0)),
+    (1, 1, 14, 14, 32, 3, 3, (1, 1), (0, 0)),
+    (3, 3, 9, 8, 17, 3, 3, (2, 2), (1, 1)),
+    (5, 2, 7, 9, 5, 1, 3, (1, 2), (0, 1)),
+    (7, 1, 11, 10, 32, 5, 5, (2, 1), (1, 0)),
+    (2, 1, 6, 6, 40, 5, 5, (1, 1), (1, 1)),  # a full block of channels and a partial one
+    (3, 2, 5, 13, 9, 3, 3, (1, 1), (1, 1)),
+    (4, 3, 8, 8, 64, 1, 3, (2, 2), (0, 1)),
+]
+
+
+def _id(c):
+    return "x".join(map(str, c[:4])) + f"-o{c[4]}-k{c[5]}{c[6]}-s{c[7][0]}{c[7][1]}-p{c[8][0]}{c[8][1]}"
+
+
+@pytest.fixture(autouse=True)
+def cpp():
+    require_cpp()
 
 
 @contextlib.contextmanager
-def direct_limit(values):
-    """Run the block with the direct kernels for kw * C <= values (0: the im2col path everywhere)."""
-    old = minidl._C._set_conv_direct(values)
+def direct(enabled):
+    import minidl._C
+
+    old = minidl._C._set_conv_direct(enabled)
     try:
         yield
     finally:
         minidl._C._set_conv_direct(old)
 
 
-def conv_case(shape, dtype, seed=0):
-    n, c, h, w, o, (kh, kw), stride, padding = shape
+@contextlib.contextmanager
+def threads(n):
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+def inputs(config, dtype, layout, seed=0):
+    n, c, h, w, o, kh, kw, stride, padding = config
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(n, c, h, w, generator=g, dtype=dtype)
-    return (torch.empty_like(x, memory_format=torch.channels_last).copy_(x), torch.randn(o, c, kh, kw, generator=g, dtype=dtype),
-            torch.randn(o, generator=g, dtype=dtype), [stride] * 2, [padding] * 2)
+    wt = torch.randn(o, c, kh, kw, generator=g, dtype=dtype).contiguous(memory_format=torch.channels_last)
+    b = torch.randn(o, generator=g, dtype=dtype)
+    oh, ow = (h + 2 * padding[0] - kh) // stride[0] + 1, (w + 2 * padding[1] - kw) // stride[1] + 1
+    gy = torch.randn(n, o, oh, ow, generator=g, dtype=dtype)
+    if layout == "channels_last":
+        x, gy = x.contiguous(memory_format=torch.channels_last), gy.contiguous(memory_format=torch.channels_last)
+    return x, wt, b, gy
 
 
-def run(x, w, b, stride, padding, seed=1):
-    """(output, grad_weight, grad_bias) of minidl's ops for a random grad_output."""
+def run(x, w, b, gy, stride, padding, input_grad=False):
+    """minidl's (y, grad_weight, grad_bias, grad_input or an empty tensor)."""
     y = torch.ops.minidl.conv2d_forward(x, w, b, stride, padding)
-    gy = torch.randn(y.shape, generator=torch.Generator().manual_seed(seed), dtype=y.dtype)
     gw, gb = torch.zeros_like(w), torch.zeros_like(b)
-    torch.ops.minidl.conv2d_backward(gy, x, w, gw, gb, stride, padding, False)
-    return y, gw, gb, gy
+    gx = torch.ops.minidl.conv2d_backward(gy, x, w, gw, gb, stride, padding, input_grad)
+    return y, gw, gb, gx
 
 
-@pytest.mark.parametrize("shape", SHAPES)
-@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-def test_direct_conv_equals_torch(shape, dtype):
-    x, w, b, stride, padding = conv_case(shape, dtype)
-    with direct_limit(64):
-        y, gw, gb, gy = run(x, w, b, stride, padding)
-    wr, br = w.clone().requires_grad_(), b.clone().requires_grad_()
+def reference(x, w, b, gy, stride, padding):
+    x, w, b = (t.detach().clone().requires_grad_() for t in (x, w, b))
     with torch.enable_grad():
-        yr = torch.nn.functional.conv2d(x, wr, br, stride=stride, padding=padding)
-        yr.backward(gy)
-    tol = dict(rtol=1e-11, atol=1e-11) if dtype == F64 else dict(rtol=1e-4, atol=1e-4)
-    torch.testing.assert_close(y, yr.detach(), **tol)
-    torch.testing.assert_close(gw, wr.grad, **tol)
-    torch.testing.assert_close(gb, br.grad, **tol)
-    assert y.is_contiguous(memory_format=torch.channels_last)  # the layout rule of the im2col path
+        y = torch.nn.functional.conv2d(x, w, b, stride, padding)
+        y.backward(gy)
+    return y.detach(), w.grad, b.grad, x.grad
 
 
-@pytest.mark.parametrize("shape", SHAPES)
-def test_direct_conv_equals_the_im2col_path(shape):
-    x, w, b, stride, padding = conv_case(shape, F64, seed=2)
-    with direct_limit(64):
-        direct = run(x, w, b, stride, padding)
-    with direct_limit(0):
-        unfused = run(x, w, b, stride, padding)
-    for a, u in zip(direct, unfused):
-        torch.testing.assert_close(a, u, rtol=1e-12, atol=1e-12)
-        assert a.stride() == u.stride()
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+@pytest.mark.parametrize("config", CONFIGS, ids=_id)
+def test_direct_matches_torch(dtype, layout, config):
+    stride, padding = config[7], config[8]
+    x, w, b, gy = inputs(config, dtype, layout)
+    y, gw, gb, gx = run(x, w, b, gy, stride, padding, input_grad=True)
+    assert y.shape == gy.shape and gw.shape == w.shape
+    if dtype == torch.float64:
+        for got, want in zip((y, gw, gb, gx), reference(x, w, b, gy, stride, padding)):
+            torch.testing.assert_close(got, want, **F64)
+        return
+    n, c, h, wd, o, kh, kw = config[:7]
+    d = [t.double() for t in (x, w, b, gy)]
+    want, mags = reference(*d, stride, padding), reference(*[t.abs() for t in d], stride, padding)
+    positions = gy.shape[0] * gy.shape[2] * gy.shape[3]
+    assert_within_float32_sum_bound(y, want[0], mags[0], c * kh * kw + 1, "y")
+    assert_within_float32_sum_bound(gw, want[1], mags[1], positions, "grad_weight")
+    assert_within_float32_sum_bound(gb, want[2], mags[2], positions, "grad_bias")
 
 
-def test_direct_conv_does_not_depend_on_the_thread_count():
-    x, w, b, stride, padding = conv_case((37, 2, 14, 14, 32, (3, 3), 1, 0), torch.float32, seed=3)
-    threads = torch.get_num_threads()
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("config", CONFIGS, ids=_id)
+def test_direct_matches_im2col(dtype, config):
+    stride, padding = config[7], config[8]
+    x, w, b, gy = inputs(config, dtype, "channels_last", seed=1)
+    with direct(True):
+        got = run(x, w, b, gy, stride, padding)
+    with direct(False):
+        want = run(x, w, b, gy, stride, padding)
+    tol = F64 if dtype == torch.float64 else dict(rtol=1e-4, atol=1e-4 * (1 + gy.shape[0]))
+    for g, wnt in zip(got[:3], want[:3]):
+        torch.testing.assert_close(g, wnt, **tol)
+    assert got[3].shape == want[3].shape == (0,)
+
+
+@pytest.mark.parametrize("config", [CONFIGS[0], CONFIGS[3], CONFIGS[5]], ids=_id)
+def test_direct_results_do_not_depend_on_the_thread_count(config):
+    stride, padding = config[7], config[8]
+    x, w, b, gy = inputs(config, torch.float32, "channels_last", seed=2)
     results = []
-    try:
-        with direct_limit(64):
-            for count in (1, 2, 3):
-                torch.set_num_threads(count)
-                results.append(run(x, w, b, stride, padding))
-    finally:
-        torch.set_num_threads(threads)
-    for other in results[1:]:
-        for a, u in zip(results[0], other):
-            assert torch.equal(a, u)
+    for n in (1, 2):
+        with threads(n):
+            results.append(run(x, w, b, gy, stride, padding))
+    for a, b_ in zip(*results):
+        assert torch.equal(a, b_)
 
 
-def test_the_study_first_layers_take_the_direct_path_by_default():
-    """The default limit covers 3x3 kernels on 1 or 2 channels, and not the 32-channel second layer."""
-    old = minidl._C._set_conv_direct(0)
-    minidl._C._set_conv_direct(old)
-    assert 6 <= old < 3 * 32
+def test_direct_accumulates_into_strided_gradients():
+    config = CONFIGS[3]
+    stride, padding = config[7], config[8]
+    x, w, b, gy = inputs(config, torch.float64, "contiguous")
+    _, gw_ref, gb_ref, _ = reference(x, w, b, gy, stride, padding)
+    gw = torch.ones(w.shape[0], w.shape[1], w.shape[2], 2 * w.shape[3], dtype=w.dtype)[..., ::2]
+    gb = torch.ones(2 * w.shape[0], dtype=w.dtype)[::2]
+    torch.ops.minidl.conv2d_backward(gy, x, w, gw, gb, stride, padding, False)
+    torch.testing.assert_close(gw, gw_ref + 1, **F64)
+    torch.testing.assert_close(gb, gb_ref + 1, **F64)
+
+
+def test_set_conv_direct_returns_the_old_setting():
+    import minidl._C
+
+    assert minidl._C._set_conv_direct(False) is True
+    assert minidl._C._set_conv_direct(True) is False

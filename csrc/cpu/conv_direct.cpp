@@ -1,190 +1,246 @@
-// Direct convolution on the CPU for layers with few values per kernel row (a network's first layer: 3x3
-// on 1 or 2 channels). There im2col's matrix has 9 or 18 columns, a shape BLAS runs far below its peak,
-// and writing that matrix costs more than the arithmetic. Here each output pixel keeps a block of output
-// channels in vector registers and adds, per tap, one input value times one weight row; the weight
-// gradient keeps two taps' blocks in registers over an image's pixels. The input is read zero-padded and
-// channels-last, so no tap needs a bounds test. Each output, and each chunk of images' share of the weight
-// gradient, is summed in a fixed order: the results do not depend on the thread count.
+// Direct convolution loops for layers with few taps (a first layer: 3x3 on 1 or 2 channels), where
+// im2col's matrix is large and its product with K = taps runs BLAS far below peak. The output
+// channels are the vector dimension: each output pixel keeps a block of them in registers while
+// the taps are summed (forward), and each tap keeps one while the positions are summed (weight
+// gradient). Every multiply-add is one std::fma in a fixed order, so the vector width, the clone
+// picked at load time and the thread count do not change a result.
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
-#include <ATen/ops/empty.h>
+#include <ATen/ops/from_blob.h>
 #include <ATen/ops/zeros.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cmath>
 #include <vector>
 
 #include "../conv.h"
 #include "runtime/clones.h"
+#include "runtime/grain.h"
 
 namespace minidl {
 namespace cpu {
 namespace {
 
-constexpr int64_t kBlock = 32;         // output channels kept together: 4 AVX2 or 2 AVX-512 vectors of floats
-constexpr int64_t kChunkImages = 8;    // images per share of the weight gradient (fixed: thread-count independent)
-std::atomic<int64_t> max_row_values{8};  // the direct kernels run when kw * C <= this (0: never)
+// Values of one AVX2 register; blocks of output channels are 1 to 4 of them wide.
+template <typename T>
+constexpr int64_t kLanes = 32 / sizeof(T);
 
-int64_t padded_channels(int64_t o) { return (o + kBlock - 1) / kBlock * kBlock; }
+// Output pixels per step of the forward, sharing each weight row's loads.
+constexpr int64_t kPixels = 3;
+// Taps per pass of the weight gradient: its accumulators and the grad_output row fill the registers.
+constexpr int64_t kTapBlock = 3;
+// Positions per chunk of the weight gradient, a fixed split (not the thread count's) whose partial
+// sums are added in chunk order; a chunk's grad_output rows stay in L2 across the tap passes.
+constexpr int64_t kChunkPositions = 512;
 
-// The input as dense, zero-padded [N, H + 2 ph, W + 2 pw, C]: the input's own memory when it already is.
-at::Tensor padded_input(const at::Tensor& input, const ConvShape& s) {
-  const at::Tensor nhwc = input.permute({0, 2, 3, 1});
-  if (s.ph == 0 && s.pw == 0 && nhwc.is_contiguous()) return nhwc;
-  at::Tensor x = at::zeros({s.n, s.h + 2 * s.ph, s.w + 2 * s.pw, s.c}, input.options());
-  x.narrow(1, s.ph, s.h).narrow(2, s.pw, s.w).copy_(nhwc);
-  return x;
-}
-
-// Offsets of the taps (kh, kw, c), in that order, from a window's first value in the padded input.
-std::vector<int64_t> tap_offsets(const ConvShape& s) {
-  std::vector<int64_t> taps;
-  const int64_t wp = s.w + 2 * s.pw;
-  for (int64_t kh = 0; kh < s.kh; ++kh)
-    for (int64_t kw = 0; kw < s.kw; ++kw)
-      for (int64_t c = 0; c < s.c; ++c) taps.push_back((kh * wp + kw) * s.c + c);
-  return taps;
-}
-
-// gcc would otherwise interchange the tap and channel loops and run the channels one at a time.
-#if defined(__GNUC__) && !defined(__clang__)
-#define MINIDL_CHANNELS_INNER __attribute__((optimize("no-loop-interchange,no-loop-unroll-and-jam")))
-#else
-#define MINIDL_CHANNELS_INNER
-#endif
-
+// The layout of the padded channels-last input, and each tap's offset in a window.
 struct Geometry {
-  const int64_t* taps;
-  int64_t ntaps, hp, wp, opad;
+  ConvShape s;
+  int64_t hp, wp;            // padded input height and width
+  std::vector<int64_t> off;  // off[(kh * KW + kw) * C + c]: the tap's offset from the window's corner
+  int64_t image() const { return hp * wp * s.c; }
+  // The window of output (n, oh, ow = 0).
+  int64_t row_start(int64_t n, int64_t oh) const { return n * image() + oh * s.sh * wp * s.c; }
 };
 
-// One output row at a time: its pixels' accumulators are independent, so the tap loop is not one long
-// chain of dependent additions through memory. acc: [OW, kBlock] of scratch.
-template <typename T>
-MINIDL_CLONES MINIDL_CHANNELS_INNER void forward_images(const T* x, const T* wt, const T* bias, const ConvShape& s,
-                                                        Geometry g, int64_t n0, int64_t n1, T* acc, T* y) {
-  for (int64_t n = n0; n < n1; ++n) {
-    for (int64_t oh = 0; oh < s.oh; ++oh) {
-      const T* line = x + (n * g.hp + oh * s.sh) * g.wp * s.c;
-      for (int64_t o0 = 0; o0 < s.o; o0 += kBlock) {
-        for (int64_t ow = 0; ow < s.ow; ++ow) {
-#pragma omp simd
-          for (int64_t o = 0; o < kBlock; ++o) acc[ow * kBlock + o] = bias[o0 + o];
-        }
-        for (int64_t t = 0; t < g.ntaps; ++t) {
-          const T* src = line + g.taps[t];
-          const T* w = wt + t * g.opad + o0;
-          for (int64_t ow = 0; ow < s.ow; ++ow) {
-            const T v = src[ow * s.sw * s.c];
-            T* a = acc + ow * kBlock;
-#pragma omp simd  // the channel loop is the vector one
-            for (int64_t o = 0; o < kBlock; ++o) a[o] = std::fma(v, w[o], a[o]);
-          }
-        }
-        const int64_t ob = std::min(kBlock, s.o - o0);
-        for (int64_t ow = 0; ow < s.ow; ++ow) {
-          T* out = y + ((n * s.oh + oh) * s.ow + ow) * s.o + o0;
-          for (int64_t o = 0; o < ob; ++o) out[o] = acc[ow * kBlock + o];
-        }
-      }
+Geometry geometry(const ConvShape& s) {
+  Geometry g{s, s.h + 2 * s.ph, s.w + 2 * s.pw, {}};
+  for (int64_t kh = 0; kh < s.kh; ++kh)
+    for (int64_t kw = 0; kw < s.kw; ++kw)
+      for (int64_t c = 0; c < s.c; ++c) g.off.push_back((kh * g.wp + kw) * s.c + c);
+  return g;
+}
+
+// y[p * ys + :ob] = bias[:ob] + the sum over taps t of x[p * step + off[t]] * w[t * ws + :ob], for PX
+// pixels; B >= ob channels in registers (w and bias readable to B).
+template <typename T, int64_t B, int64_t PX>
+MINIDL_INLINE void pixels(const T* x, int64_t step, const int64_t* off, int64_t taps, const T* w, int64_t ws,
+                          const T* bias, int64_t ob, T* y, int64_t ys) {
+  T acc[PX][B];
+  for (int64_t p = 0; p < PX; ++p)
+    for (int64_t j = 0; j < B; ++j) acc[p][j] = T(0);
+  for (int64_t t = 0; t < taps; ++t) {
+    const T* wt = w + t * ws;
+    for (int64_t p = 0; p < PX; ++p) {
+      const T xv = x[p * step + off[t]];
+      for (int64_t j = 0; j < B; ++j) acc[p][j] = std::fma(xv, wt[j], acc[p][j]);
     }
+  }
+  if (ob == B) {  // a whole block by loops of a fixed trip count
+    for (int64_t p = 0; p < PX; ++p)
+      for (int64_t j = 0; j < B; ++j) y[p * ys + j] = acc[p][j] + bias[j];
+    return;
+  }
+  for (int64_t p = 0; p < PX; ++p) {
+    T last[B];  // a copy, so that acc is never indexed at run time and stays in registers
+    for (int64_t j = 0; j < B; ++j) last[j] = acc[p][j] + bias[j];
+    for (int64_t j = 0; j < ob; ++j) y[p * ys + j] = last[j];
   }
 }
 
-// part[t, o] += sum over the pixels of images [n0, n1) of window value t times grad_output[pixel, o];
-// gy: [N*OH*OW, opad], channels fastest.
-template <typename T>
-MINIDL_CLONES MINIDL_CHANNELS_INNER void weight_grad_images(const T* x, const T* gy, const ConvShape& s, Geometry g, int64_t n0, int64_t n1,
-                                      T* part) {
-  for (int64_t n = n0; n < n1; ++n) {
-    for (int64_t t0 = 0; t0 < g.ntaps; t0 += 2) {
-      const bool two = t0 + 1 < g.ntaps;
-      const int64_t off0 = g.taps[t0], off1 = g.taps[two ? t0 + 1 : t0];
-      for (int64_t o0 = 0; o0 < g.opad; o0 += kBlock) {
-        T a0[kBlock] = {}, a1[kBlock] = {};
-        for (int64_t oh = 0; oh < s.oh; ++oh) {
-          for (int64_t ow = 0; ow < s.ow; ++ow) {
-            const T* win = x + ((n * g.hp + oh * s.sh) * g.wp + ow * s.sw) * s.c;
-            const T v0 = win[off0], v1 = win[off1];
-            const T* row = gy + ((n * s.oh + oh) * s.ow + ow) * g.opad + o0;
-#pragma omp simd
-            for (int64_t o = 0; o < kBlock; ++o) {
-              a0[o] = std::fma(v0, row[o], a0[o]);
-              a1[o] = std::fma(v1, row[o], a1[o]);
-            }
-          }
-        }
-        T* p0 = part + t0 * g.opad + o0;
-        for (int64_t o = 0; o < kBlock; ++o) p0[o] += a0[o];
-        if (two)
-          for (int64_t o = 0; o < kBlock; ++o) p0[g.opad + o] += a1[o];
+// Output channels [o0, o0 + ob) (ob <= B) of the output rows [r0, r1) (a row: one (n, oh)).
+// w: the weight as [taps, ws] (channel o at column o, zero past O); bias: ws values.
+template <typename T, int64_t B>
+MINIDL_CLONES void forward_rows(const Geometry& g, const T* x, const T* w, int64_t ws, const T* bias, T* y,
+                                int64_t r0, int64_t r1, int64_t o0, int64_t ob) {
+  const ConvShape& s = g.s;
+  const int64_t step = s.sw * s.c, taps = s.taps();
+  for (int64_t r = r0; r < r1; ++r) {
+    const T* xr = x + g.row_start(r / s.oh, r % s.oh);
+    T* yr = y + r * s.ow * s.o + o0;
+    int64_t ow = 0;
+    for (; ow + kPixels <= s.ow; ow += kPixels)
+      pixels<T, B, kPixels>(xr + ow * step, step, g.off.data(), taps, w + o0, ws, bias + o0, ob, yr + ow * s.o, s.o);
+    for (; ow < s.ow; ++ow)
+      pixels<T, B, 1>(xr + ow * step, step, g.off.data(), taps, w + o0, ws, bias + o0, ob, yr + ow * s.o, s.o);
+  }
+}
+
+// part[t][:] (t < TB) = sum over the positions of rows [r0, r1) of x_window[t0 + t] * grad_output[o0 : o0 + B];
+// gy: grad_output as [positions, gs], readable to column o0 + B.
+template <typename T, int64_t B, int64_t TB>
+MINIDL_CLONES void weight_grad_rows(const Geometry& g, const T* x, const T* gy, int64_t gs, int64_t r0, int64_t r1,
+                                    int64_t o0, int64_t t0, T* part, int64_t ps) {
+  const ConvShape& s = g.s;
+  const int64_t step = s.sw * s.c;
+  int64_t off[TB];
+  for (int64_t t = 0; t < TB; ++t) off[t] = g.off[t0 + t];
+  T acc[TB][B];
+  for (int64_t t = 0; t < TB; ++t)
+    for (int64_t j = 0; j < B; ++j) acc[t][j] = T(0);
+  for (int64_t r = r0; r < r1; ++r) {
+    const T* xr = x + g.row_start(r / s.oh, r % s.oh);
+    const T* gr = gy + r * s.ow * gs + o0;
+    for (int64_t ow = 0; ow < s.ow; ++ow) {
+      const T* gv = gr + ow * gs;  // read per tap, from L1: a register copy would spill the accumulators
+      for (int64_t t = 0; t < TB; ++t) {
+        const T xv = xr[ow * step + off[t]];
+        for (int64_t j = 0; j < B; ++j) acc[t][j] = std::fma(xv, gv[j], acc[t][j]);
       }
     }
   }
+  for (int64_t t = 0; t < TB; ++t)
+    for (int64_t j = 0; j < B; ++j) part[(t0 + t) * ps + o0 + j] = acc[t][j];
+}
+
+// sum[o0 : o0 + B] = the column sums of grad_output over the positions of rows [r0, r1), in registers.
+template <typename T, int64_t B>
+MINIDL_CLONES void bias_grad_rows(const ConvShape& s, const T* gy, int64_t gs, int64_t r0, int64_t r1, int64_t o0,
+                                  T* sum) {
+  T acc[B];
+  for (int64_t j = 0; j < B; ++j) acc[j] = T(0);
+  for (int64_t p = r0 * s.ow; p < r1 * s.ow; ++p)
+    for (int64_t j = 0; j < B; ++j) acc[j] += gy[p * gs + o0 + j];
+  for (int64_t j = 0; j < B; ++j) sum[o0 + j] = acc[j];
+}
+
+// Calls f with the block width (a compile-time number of values) for the block of channels from o0.
+template <typename T, typename F>
+void with_block(int64_t padded_o, int64_t o0, const F& f) {
+  switch (std::min<int64_t>(4, (padded_o - o0) / kLanes<T>)) {
+    case 1: return f(std::integral_constant<int64_t, kLanes<T>>{});
+    case 2: return f(std::integral_constant<int64_t, 2 * kLanes<T>>{});
+    case 3: return f(std::integral_constant<int64_t, 3 * kLanes<T>>{});
+    default: return f(std::integral_constant<int64_t, 4 * kLanes<T>>{});
+  }
+}
+
+int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
+
+// The input as a dense channels-last [N, H + 2 PH, W + 2 PW, C], its border zero.
+at::Tensor padded_input(const at::Tensor& input, const ConvShape& s) {
+  if (s.ph == 0 && s.pw == 0) {
+    // Strides of [N, H, W, C] except for dimensions of size 1, which are never stepped over.
+    return input.contiguous(at::MemoryFormat::ChannelsLast);
+  }
+  at::Tensor x = at::zeros({s.n, s.h + 2 * s.ph, s.w + 2 * s.pw, s.c}, input.options());
+  x.narrow(1, s.ph, s.h).narrow(2, s.pw, s.w).copy_(input.permute({0, 2, 3, 1}));
+  return x;
 }
 
 }  // namespace
 
-bool conv_direct_fits(const ConvShape& s) { return s.kw * s.c <= max_row_values.load(); }
-
-int64_t set_conv_direct_limit(int64_t values) { return max_row_values.exchange(values); }
-
 void conv_direct_forward(const at::Tensor& input, const at::Tensor& weight, const c10::optional<at::Tensor>& bias,
                          const ConvShape& s, at::Tensor& rows) {
-  const at::Tensor x = padded_input(input, s);
-  const int64_t opad = padded_channels(s.o);
-  // The weight as [taps, opad] (output channels fastest, zero past O), and the bias as [opad].
-  at::Tensor wt = at::zeros({s.kh * s.kw * s.c, opad}, weight.options());
-  wt.narrow(1, 0, s.o).copy_(weight.permute({2, 3, 1, 0}).reshape({-1, s.o}));
-  at::Tensor b = at::zeros({opad}, weight.options());
-  if (bias.has_value()) b.narrow(0, 0, s.o).copy_(*bias);
-  const std::vector<int64_t> taps = tap_offsets(s);
-  const Geometry g{taps.data(), static_cast<int64_t>(taps.size()), s.h + 2 * s.ph, s.w + 2 * s.pw, opad};
   TORCH_INTERNAL_ASSERT(rows.is_contiguous() && rows.size(0) == s.positions() && rows.size(1) == s.o);
-  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "minidl_conv_direct_forward", [&] {
-    const scalar_t *xp = x.const_data_ptr<scalar_t>(), *wp = wt.const_data_ptr<scalar_t>();
-    const scalar_t* bp = b.const_data_ptr<scalar_t>();
-    scalar_t* yp = rows.mutable_data_ptr<scalar_t>();
-    at::parallel_for(0, s.n, 1, [&](int64_t n0, int64_t n1) {
-      std::vector<scalar_t> acc(s.ow * kBlock);
-      forward_images(xp, wp, bp, s, g, n0, n1, acc.data(), yp);
+  const Geometry g = geometry(s);
+  const at::Tensor x = padded_input(input, s);
+  AT_DISPATCH_FLOATING_TYPES(weight.scalar_type(), "minidl_conv_direct_forward", [&] {
+    using T = scalar_t;
+    // The weight as [taps, ws], tap-major, with zero columns up to a whole number of vectors.
+    const int64_t ws = round_up(s.o, kLanes<T>);
+    std::vector<T> w(s.taps() * ws, T(0)), b(ws, T(0));
+    const at::Tensor wm = weight.permute({2, 3, 1, 0}).contiguous();  // [kh, kw, c, o]
+    const T* wp = wm.const_data_ptr<T>();
+    for (int64_t t = 0; t < s.taps(); ++t) std::copy(wp + t * s.o, wp + (t + 1) * s.o, w.begin() + t * ws);
+    if (bias.has_value()) {
+      const at::Tensor bc = bias->contiguous();
+      std::copy(bc.const_data_ptr<T>(), bc.const_data_ptr<T>() + s.o, b.begin());
+    }
+    const T* xp = x.const_data_ptr<T>();
+    T* yp = rows.mutable_data_ptr<T>();
+    // Each output row is written by one thread, once: any split gives the same result.
+    at::parallel_for(0, s.n * s.oh, grain_for(s.ow * s.o * s.taps()), [&](int64_t r0, int64_t r1) {
+      for (int64_t o0 = 0; o0 < s.o; o0 += 4 * kLanes<T>) {
+        with_block<T>(ws, o0, [&](auto block) {
+          constexpr int64_t B = decltype(block)::value;
+          forward_rows<T, B>(g, xp, w.data(), ws, b.data(), yp, r0, r1, o0, std::min(B, s.o - o0));
+        });
+      }
     });
   });
 }
 
-void conv_direct_weight_grad(const at::Tensor& grad_rows, const at::Tensor& input, const ConvShape& s,
-                             at::Tensor& grad_weight) {
+void conv_direct_weight_grad(const at::Tensor& rows, const at::Tensor& input, const ConvShape& s,
+                             at::Tensor& grad_weight, const c10::optional<at::Tensor>& grad_bias) {
+  TORCH_INTERNAL_ASSERT(rows.dim() == 2 && rows.size(0) == s.positions() && rows.size(1) == s.o);
+  const Geometry g = geometry(s);
   const at::Tensor x = padded_input(input, s);
-  const int64_t opad = padded_channels(s.o);
-  at::Tensor gy = grad_rows.contiguous();  // [positions, O]
-  if (opad != s.o) {
-    at::Tensor wide = at::zeros({s.positions(), opad}, gy.options());
-    wide.narrow(1, 0, s.o).copy_(gy);
-    gy = wide;
-  }
-  const std::vector<int64_t> taps = tap_offsets(s);
-  const int64_t ntaps = static_cast<int64_t>(taps.size());
-  const Geometry g{taps.data(), ntaps, s.h + 2 * s.ph, s.w + 2 * s.pw, opad};
-  const int64_t chunks = (s.n + kChunkImages - 1) / kChunkImages;
-  at::Tensor parts = at::zeros({chunks, ntaps, opad}, grad_weight.options());
-  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "minidl_conv_direct_weight_grad", [&] {
-    const scalar_t *xp = x.const_data_ptr<scalar_t>(), *gp = gy.const_data_ptr<scalar_t>();
-    scalar_t* pp = parts.mutable_data_ptr<scalar_t>();
-    at::parallel_for(0, chunks, 1, [&](int64_t c0, int64_t c1) {
-      for (int64_t c = c0; c < c1; ++c)
-        weight_grad_images(xp, gp, s, g, c * kChunkImages, std::min(s.n, (c + 1) * kChunkImages),
-                           pp + c * ntaps * opad);
+  const int64_t taps = s.taps(), out_rows = s.n * s.oh;
+  const int64_t chunk_rows = std::max<int64_t>(1, kChunkPositions / s.ow);
+  const int64_t chunks = (out_rows + chunk_rows - 1) / chunk_rows;
+  AT_DISPATCH_FLOATING_TYPES(rows.scalar_type(), "minidl_conv_direct_weight_grad", [&] {
+    using T = scalar_t;
+    const int64_t ws = round_up(s.o, kLanes<T>);
+    // grad_output with rows of whole vectors: a zero-padded copy when O is not a multiple of them.
+    at::Tensor gy = rows.contiguous();
+    if (ws != s.o) {
+      gy = at::zeros({s.positions(), ws}, rows.options());
+      gy.narrow(1, 0, s.o).copy_(rows);
+    }
+    const int64_t gs = ws;
+    const T* gp = gy.const_data_ptr<T>();
+    const T* xp = x.const_data_ptr<T>();
+    // part[chunk]: [taps + 1, ws], the chunk's sums per tap and (last row) for the bias.
+    const int64_t part_size = (taps + 1) * ws;
+    std::vector<T> parts(chunks * part_size);
+    at::parallel_for(0, chunks, grain_for(kChunkPositions * taps * s.o), [&](int64_t c0, int64_t c1) {
+      for (int64_t c = c0; c < c1; ++c) {
+        const int64_t r0 = c * chunk_rows, r1 = std::min(out_rows, r0 + chunk_rows);
+        T* part = parts.data() + c * part_size;
+        for (int64_t o0 = 0; o0 < s.o; o0 += 4 * kLanes<T>) {
+          with_block<T>(ws, o0, [&](auto block) {
+            constexpr int64_t B = decltype(block)::value;
+            int64_t t0 = 0;
+            for (; t0 + kTapBlock <= taps; t0 += kTapBlock)
+              weight_grad_rows<T, B, kTapBlock>(g, xp, gp, gs, r0, r1, o0, t0, part, ws);
+            for (; t0 < taps; ++t0) weight_grad_rows<T, B, 1>(g, xp, gp, gs, r0, r1, o0, t0, part, ws);
+            if (grad_bias.has_value()) bias_grad_rows<T, B>(s, gp, gs, r0, r1, o0, part + taps * ws);
+          });
+        }
+      }
     });
-    for (int64_t c = 1; c < chunks; ++c) {  // the chunks' shares added in order
-      scalar_t* total = pp;
-      const scalar_t* share = pp + c * ntaps * opad;
-      for (int64_t i = 0; i < ntaps * opad; ++i) total[i] += share[i];
+    // The chunks' partial sums in chunk order, then into the gradients (of any strides).
+    for (int64_t c = 1; c < chunks; ++c)
+      for (int64_t i = 0; i < part_size; ++i) parts[i] += parts[c * part_size + i];
+    const at::Tensor total = at::from_blob(parts.data(), {s.kh, s.kw, s.c, ws}, rows.options());
+    grad_weight.add_(total.narrow(3, 0, s.o).permute({3, 2, 0, 1}));
+    if (grad_bias.has_value()) {
+      at::Tensor gb = *grad_bias;
+      gb.add_(at::from_blob(parts.data() + taps * ws, {s.o}, rows.options()));
     }
   });
-  // parts[0] is [KH, KW, C, opad]; grad_weight is [O, C, KH, KW].
-  grad_weight.add_(parts[0].narrow(1, 0, s.o).view({s.kh, s.kw, s.c, s.o}).permute({3, 2, 0, 1}));
 }
 
 }  // namespace cpu

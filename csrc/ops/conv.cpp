@@ -10,6 +10,8 @@
 #include <ATen/ops/sum.h>
 #include <torch/library.h>
 
+#include <atomic>
+
 #include "../checks.h"
 #include "../conv.h"
 #include "../cpu/runtime/block_cache.h"
@@ -66,6 +68,17 @@ void col2im(const at::Tensor& cols, const ConvShape& s, at::Tensor& grad_input) 
   cpu::col2im(cols, s, grad_input);
 }
 
+std::atomic<bool> direct_enabled{true};
+
+// The taps (KH*KW*C) up to which the CPU's direct loops beat im2col + GEMM: with few taps the GEMM's
+// K is too short for BLAS to run near peak, and im2col's matrix costs more than the arithmetic.
+constexpr int64_t kDirectMaxTaps = 32;
+
+// Direct loops or im2col + GEMM: the one place that chooses. CUDA always takes im2col.
+bool use_direct(const at::Tensor& input, const ConvShape& s) {
+  return input.is_cpu() && s.taps() <= kDirectMaxTaps && direct_enabled.load(std::memory_order_relaxed);
+}
+
 // Uninitialised and contiguous; on the CPU from the cache of freed blocks (no page faults per call).
 at::Tensor new_buffer(at::IntArrayRef sizes, const at::TensorOptions& options) {
   return options.device().is_cpu() ? cpu::empty_output(sizes, options) : at::empty(sizes, options);
@@ -94,15 +107,14 @@ void rows_to_contiguous(const at::Tensor& rows, const ConvShape& s, at::Tensor& 
   output.copy_(rows.view({s.n, s.oh, s.ow, s.o}).permute({0, 3, 1, 2}));
 }
 
-// A first layer's few values per kernel row make im2col's matrix too narrow for BLAS: convolve directly.
-bool use_direct(const at::Tensor& input, const ConvShape& s) { return input.is_cpu() && cpu::conv_direct_fits(s); }
-
 // The weight as [O, KH*KW*C], channel fastest: a view of a channels-last weight, else a copy.
 at::Tensor weight_matrix(const at::Tensor& weight) {
   return weight.permute({0, 2, 3, 1}).reshape({weight.size(0), -1});
 }
 
 }  // namespace
+
+bool set_conv_direct(bool enabled) { return direct_enabled.exchange(enabled); }
 
 at::Tensor conv2d_forward(const at::Tensor& input, const at::Tensor& weight, const c10::optional<at::Tensor>& bias,
                           at::IntArrayRef stride, at::IntArrayRef padding) {
@@ -149,14 +161,11 @@ at::Tensor conv2d_backward(const at::Tensor& grad_output, const at::Tensor& inpu
   }
   const at::NoGradGuard no_grad;  // see ops/linear.cpp
   const at::Tensor rows = as_rows(grad_output);  // [N*OH*OW, O]
+  const bool direct = use_direct(input, s);
+  if (direct && s.positions() > 0) cpu::conv_direct_weight_grad(rows, input, s, grad_weight, grad_bias);
+  if (direct && !input_grad) return at::empty({0}, weight.options());
   at::Tensor cols = new_buffer({s.positions(), s.taps()}, weight.options());
-  if (s.positions() > 0 && use_direct(input, s)) {
-    cpu::conv_direct_weight_grad(rows, input, s, grad_weight);
-    if (grad_bias.has_value()) {
-      at::Tensor gb = *grad_bias;
-      gb.add_(rows.sum(0));
-    }
-  } else if (s.positions() > 0) {
+  if (!direct && s.positions() > 0) {
     im2col(input, s, cols);
     // grad_weight += (cols.T @ rows).T: this orientation keeps BLAS efficient when the kernel has few
     // taps (a first layer), where rows.T @ cols is a poorly blocked product.
