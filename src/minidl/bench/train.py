@@ -58,16 +58,38 @@ def train_variants(sizes, batch, device, seed=0, without_update=False):
     return variants
 
 
-def check_losses(variants, steps=CHECK_STEPS):
-    """Run `steps` steps of each variant; assert they give the same losses. Returns the check's record."""
+def check_losses(variants, steps=CHECK_STEPS, seed=None, atol=CHECK_ATOL):
+    """Run `steps` steps of each variant (with seed, torch's RNG seeded seed + k before step k: the same dropout
+    masks for every variant); assert they give the last variant's losses. Returns the check's record."""
     losses = {}
     for v in variants:
         with Mode(v):
-            losses[v.name] = [v.fn().detach().item() for _ in range(steps)]
+            losses[v.name] = []
+            for k in range(steps):
+                if seed is not None:
+                    torch.manual_seed(seed + k)
+                losses[v.name].append(v.fn().detach().item())
     ref = torch.tensor(losses[variants[-1].name])
-    ok = all(torch.allclose(torch.tensor(ls), ref, rtol=CHECK_RTOL, atol=CHECK_ATOL) for ls in losses.values())
+    ok = all(torch.allclose(torch.tensor(ls), ref, rtol=CHECK_RTOL, atol=atol) for ls in losses.values())
     assert ok, f"training-step losses differ between variants: {losses}"
     return {"losses": losses, "steps": steps, "rtol": CHECK_RTOL, "ok": ok}
+
+
+def print_check(case, threads, check):
+    """One line: each variant's loss after the check's steps, and whether they agree."""
+    print(f"loss check {case} ({threads} thread(s)): " + ", ".join(
+        f"{v} {ls[-1]:.6g}" for v, ls in check["losses"].items())
+        + f" after {check['steps']} steps: {'ok' if check['ok'] else 'MISMATCH'} (rtol {CHECK_RTOL:g})")
+
+
+def time_steps(variants, flop, gemm, gemm_flop, cfg, sync):
+    """Time the variants beside the GEMM ceiling; their stats with % of its rate, speed-ups and GFLOP/s."""
+    stats = measure(variants + [gemm], cfg["repeats"], cfg["target"], sync)
+    split_ceiling(stats, flop, gemm_flop, "pct_gemm_peak")
+    add_speedups(stats)
+    for s in stats.values():
+        s["gflops"] = flop / s["median_s"] / 1e9
+    return stats
 
 
 def run_training(section, nets, cfg, threads, device, sync, checks):
@@ -79,15 +101,9 @@ def run_training(section, nets, cfg, threads, device, sync, checks):
         progress(f"{case}, {threads} thread(s)")
         check = check_losses(train_variants(sizes, batch, device))
         checks.append(dict(case=case, threads=threads, device=device, **check))
-        print(f"loss check {case} ({threads} thread(s)): " + ", ".join(
-            f"{v} {ls[-1]:.6g}" for v, ls in check["losses"].items())
-            + f" after {check['steps']} steps: {'ok' if check['ok'] else 'MISMATCH'} (rtol {CHECK_RTOL:g})")
-        variants = train_variants(sizes, batch, device, without_update=section == "mlp")
-        stats = measure(variants + [gemm], cfg["repeats"], cfg["target"], sync)
+        print_check(case, threads, check)
         flop = step_flops(sizes, batch)
-        split_ceiling(stats, flop, gemm_flop, "pct_gemm_peak")
-        add_speedups(stats)
-        for s in stats.values():
-            s["gflops"] = flop / s["median_s"] / 1e9
+        variants = train_variants(sizes, batch, device, without_update=section == "mlp")
+        stats = time_steps(variants, flop, gemm, gemm_flop, cfg, sync)
         out += record(section, case, threads, device, stats, net="-".join(map(str, sizes)), batch=batch, flop=flop)
     return out
