@@ -1,8 +1,6 @@
 """Checks of the pool -> batch norm -> ReLU block ops: the twin of csrc/block_checks.h, same messages."""
-import math
-
 from . import _check_tensor, check_like, check_shape
-from .layer import _check_per_channel, check_maxpool2d
+from .layer import _check_per_channel, check_batch_norm_settings, check_maxpool2d
 
 
 def check_pool_norm_relu_forward(input, kernel_size, stride, weight, bias, running_mean, running_var, training,
@@ -12,12 +10,7 @@ def check_pool_norm_relu_forward(input, kernel_size, stride, weight, bias, runni
     if kernel_size[0] * kernel_size[1] > 256:
         raise ValueError(f"{op}: expected a window of at most 256 elements (argmax is uint8), got kernel_size "
                          f"{list(kernel_size)}")
-    for t, name in ((weight, "weight"), (bias, "bias"), (running_mean, "running_mean"), (running_var, "running_var")):
-        _check_per_channel(t, input, op, name)
-    if not (eps >= 0 and math.isfinite(eps)):
-        raise ValueError(f"{op}: expected eps >= 0, got {eps}")
-    if not math.isfinite(momentum):
-        raise ValueError(f"{op}: expected a finite momentum, got {momentum}")
+    check_batch_norm_settings(input, weight, bias, running_mean, running_var, momentum, eps, op)
     if training and shape[0] * shape[2] * shape[3] <= 1:
         raise ValueError(f"{op}: expected more than 1 value per channel when training, got pooled shape {shape} "
                          f"from input of shape {list(input.shape)}")

@@ -59,14 +59,19 @@ def _check_batch_norm_input(input, op):
         raise ValueError(f"{op}: expected input of shape [N, C], [N, C, L] or [N, C, H, W], got {list(input.shape)}")
 
 
-def check_batch_norm_forward(input, weight, bias, running_mean, running_var, training, momentum, eps, op):
-    _check_batch_norm_input(input, op)
+def check_batch_norm_settings(input, weight, bias, running_mean, running_var, momentum, eps, op):
+    """The per-channel tensors, eps and momentum of a batch-norm forward (also the fused block's)."""
     for t, name in ((weight, "weight"), (bias, "bias"), (running_mean, "running_mean"), (running_var, "running_var")):
         _check_per_channel(t, input, op, name)
     if not (eps >= 0 and math.isfinite(eps)):
         raise ValueError(f"{op}: expected eps >= 0, got {eps}")
     if not math.isfinite(momentum):
         raise ValueError(f"{op}: expected a finite momentum, got {momentum}")
+
+
+def check_batch_norm_forward(input, weight, bias, running_mean, running_var, training, momentum, eps, op):
+    _check_batch_norm_input(input, op)
+    check_batch_norm_settings(input, weight, bias, running_mean, running_var, momentum, eps, op)
     if training and input.shape[0] * math.prod(input.shape[2:]) <= 1:
         raise ValueError(f"{op}: expected more than 1 value per channel when training, got input of shape "
                          f"{list(input.shape)}")
