@@ -164,6 +164,27 @@ def test_backward_once_more_than_forward_names_the_module(backend_name, index):
         module.backward(*grad)
 
 
+@pytest.mark.parametrize("index", range(6))
+def test_a_forward_that_raised_leaves_no_context(backend_name, index):
+    module, inputs = _modules_to_call()[index]
+    args = (torch.rand(4, 3), torch.rand(4, 3))[:inputs]
+    grad = () if isinstance(module, dl.LossMSE) else (torch.ones(4, 3),)
+    module.forward(*args)
+    with pytest.raises((RuntimeError, ValueError, TypeError)):
+        module.forward(*((torch.rand(4, 3), torch.rand(5, 3)) if inputs == 2 else ("not a tensor",)))
+    with pytest.raises(RuntimeError, match=rf"^{re.escape(repr(module))}\.backward: called before forward$"):
+        module.backward(*grad)
+
+
+def test_loss_backward_scales_by_the_upstream_gradient(backend_name):
+    loss = dl.LossMSE()
+    output, target = torch.rand(4, 3, **F64), torch.rand(4, 3, **F64)
+    loss.forward(output, target)
+    torch.testing.assert_close(loss.backward(torch.tensor(3.0, **F64)), 3 * 2 * (output - target) / 12, **TOL)
+    with pytest.raises(RuntimeError, match=r"^LossMSE\(\)\.backward: called more times than forward$"):
+        loss.backward()
+
+
 def test_backward_pairs_with_the_latest_forward(backend_name):
     torch.manual_seed(45)
     lin = dl.Linear(3, 2, **F64)

@@ -7,7 +7,7 @@ from ..kernels import ACTIVATIONS
 from .activation import ReLU, Tanh
 from .block import BLOCK, PoolNormReLU, fused_blocks
 from .linear import Linear, as_rows, grad_rows
-from .module import CHECKED, USED, Context, Module, kernel_error
+from .module import _TENSOR, CHECKED, USED, Context, Module, kernel_error
 
 
 def fused_layers(modules):
@@ -35,12 +35,16 @@ def _steps(modules):
     return tuple(steps) + modules[i:]
 
 
-def _all_biased(linears):
-    """Whether every Linear has a bias now: the fused kernels need one per layer."""
-    for linear in linears:  # a loop: `None in biases` would compare tensors with ==, any() costs a generator
-        if linear.bias is None:
-            return False
-    return True
+def _stack_tensors(linears):
+    """(weights, biases) of the Linear layers now, or None when one has no bias (the fused kernels need one each)."""
+    weights, biases = [], []
+    for linear in linears:  # one loop: it runs on every forward, and comprehensions cost twice as much here
+        bias = linear.bias
+        if bias is None:
+            return None
+        weights.append(linear.weight)
+        biases.append(bias)
+    return weights, biases
 
 
 class Sequential(Module):
@@ -84,17 +88,20 @@ class Sequential(Module):
     def fused(self):
         """((Linear, activation kind), ...) that the next forward runs as fused kernels, or None (module by module)."""
         linears = self._linears
-        if linears is None or not _all_biased(linears):
+        if linears is None or _stack_tensors(linears) is None:
             return None
         return tuple((linear, ACTIVATIONS[code]) for linear, code in zip(linears, self._codes))
 
     def forward_ctx(self, ctx, input):
         linears = self._linears
-        if linears is not None and _all_biased(linears):  # a bias can be set to None after construction
-            weights = [linear.weight for linear in linears]
-            input, lead = as_rows(self, input, weights[0].shape[1])  # [*, in] runs as a matrix, as in Linear
+        tensors = None if linears is None else _stack_tensors(linears)  # a bias can be set to None after construction
+        if tensors is not None:
+            weights, biases = tensors
+            lead = None
+            if type(input) is not _TENSOR or input.dim() != 2:
+                input, lead = as_rows(self, input, weights[0].shape[1])  # [*, in] runs as a matrix, as in Linear
             try:
-                outputs = _backend.ops.mlp_forward(input, weights, [linear.bias for linear in linears], self._codes)
+                outputs = _backend.ops.mlp_forward(input, weights, biases, self._codes)
             except CHECKED as e:
                 raise kernel_error(self, "forward", e) from None
             ctx.stack = (input, linears, weights, self._codes, outputs, lead)  # what mlp_backward needs but gradients
@@ -127,11 +134,15 @@ class Sequential(Module):
             grad_output = modules[0].backward_ctx(children[0], grad_output)
             return grad_output if input_grad else None
         input, linears, weights, codes, outputs, lead = ctx.stack
-        grad_output = grad_rows(self, grad_output, lead, weights[-1].shape[0])
+        if lead is not None:
+            grad_output = grad_rows(self, grad_output, lead, weights[-1].shape[0])
         grad_input = empty(input.shape, dtype=input.dtype, device=input.device) if input_grad else None
+        grad_weights, grad_biases = [], []
+        for linear in linears:  # one loop, as in _stack_tensors
+            grad_weights.append(linear.grad_weight)
+            grad_biases.append(linear.grad_bias)
         try:
-            _backend.ops.mlp_backward(grad_output, input, outputs, weights, [linear.grad_weight for linear in linears],
-                                      [linear.grad_bias for linear in linears], codes, grad_input)
+            _backend.ops.mlp_backward(grad_output, input, outputs, weights, grad_weights, grad_biases, codes, grad_input)
         except CHECKED as e:
             raise kernel_error(self, "backward", e) from None
         return grad_input if lead is None or grad_input is None else grad_input.view(*lead, input.shape[1])

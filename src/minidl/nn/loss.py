@@ -3,7 +3,7 @@ return the loss and its gradient together."""
 import math
 
 from .. import backend as _backend
-from .module import CHECKED, Module, kernel_error
+from .module import CHECKED, USED, Module, kernel_error
 
 
 class FusedLoss(Module):
@@ -19,16 +19,25 @@ class FusedLoss(Module):
         self.check_finite = check_finite
         self.steps = 0
 
+    def forward(self, output, target):
+        """The loss of output against target; its gradient waits for backward()."""
+        self._ctx = None
+        loss, grad = self._loss(output, target)
+        self._ctx = grad  # a direct call's context is the gradient alone: no Context to make on every step
+        return loss
+
+    def backward(self, *gradwrtoutput):
+        """d loss / d output of the latest forward; times the upstream gradient of the loss if one is given."""
+        grad = self._ctx
+        if grad is None or grad is USED:
+            raise self.no_ctx_error(grad)
+        self._ctx = USED
+        for g in gradwrtoutput:
+            grad = grad.mul(g)
+        return grad
+
     def forward_ctx(self, ctx, output, target):
-        try:
-            loss, ctx.grad = getattr(_backend.ops, self._op)(output, target)
-        except CHECKED as e:
-            raise kernel_error(self, "forward", e) from None
-        self.steps += 1
-        if self.check_finite and not math.isfinite(loss.item()):
-            name = type(self).__name__
-            raise FloatingPointError(f"{name}: the loss became {loss.item()} at step {self.steps}; "
-                                     f"lower the learning rate, or pass {name}(check_finite=False) to go on")
+        loss, ctx.grad = self._loss(output, target)
         return loss
 
     def backward_ctx(self, ctx, *gradwrtoutput):
@@ -37,6 +46,19 @@ class FusedLoss(Module):
         for g in gradwrtoutput:
             grad = grad.mul(g)
         return grad
+
+    def _loss(self, output, target):
+        """(loss, d loss / d output) from the kernel; counts the step and checks the loss is finite."""
+        try:
+            loss, grad = getattr(_backend.ops, self._op)(output, target)
+        except CHECKED as e:
+            raise kernel_error(self, "forward", e) from None
+        self.steps += 1
+        if self.check_finite and not math.isfinite(loss.item()):
+            name = type(self).__name__
+            raise FloatingPointError(f"{name}: the loss became {loss.item()} at step {self.steps}; "
+                                     f"lower the learning rate, or pass {name}(check_finite=False) to go on")
+        return loss, grad
 
 
 class LossMSE(FusedLoss):

@@ -57,11 +57,9 @@ class Module:
     def forward(self, *input):
         """forward_ctx with a fresh context, kept for the next backward (the latest call's only)."""
         ctx = Context()
-        try:
-            output = self.forward_ctx(ctx, *input)
-        except BaseException:
-            self._ctx = None  # a forward that raised leaves nothing for a backward
-            raise
+        self._ctx = None  # until forward_ctx returns: a forward that raised leaves nothing for a backward
+        # one input passed by name: a call with *input costs several times more, and small steps are made of such calls
+        output = self.forward_ctx(ctx, input[0]) if len(input) == 1 else self.forward_ctx(ctx, *input)
         self._ctx = ctx
         return output
 
@@ -71,6 +69,8 @@ class Module:
         if ctx is None or ctx is USED:
             raise self.no_ctx_error(ctx)
         self._ctx = USED
+        if len(gradwrtoutput) == 1:  # by name, as in forward
+            return self.backward_ctx(ctx, gradwrtoutput[0])
         return self.backward_ctx(ctx, *gradwrtoutput)
 
     def no_ctx_error(self, ctx):
