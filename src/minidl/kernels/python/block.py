@@ -1,20 +1,15 @@
 """The pool -> batch norm -> ReLU block's kernels in pure Python: the max-pool and batch-norm fallbacks composed,
-with argmax (each window's maximum as its position i * kw + j, uint8) converted from and to plane indices."""
+with argmax (each window's maximum as its position i * kw + j, uint8) in place of plane indices."""
 from torch import empty
 
 from ..checks import check_not_recorded
 from ..checks.block import check_pool_norm_relu_backward, check_pool_norm_relu_forward
-from ..checks.layer import is_channels_last
 from .norm import batch_norm_backward, batch_norm_forward
-from .pool import _LONG, _empty_like_format, _steps, maxpool2d_backward, maxpool2d_forward
+from ..checks.layer import is_channels_last
+from .pool import _LONG, maxpool2d_backward, pool_taps, tap_offsets, window_starts
+from .select import kept_where
 
 _UINT8 = empty(0).byte().dtype  # torch.uint8, within the course rule
-
-
-def _window_starts(input, shape, stride):
-    """Each window's first plane index h * W + w, [OH, OW]."""
-    width = input.shape[3]
-    return _steps(shape[2], stride[0] * width, input.device)[:, None] + _steps(shape[3], stride[1], input.device)[None, :]
 
 
 def pool_norm_relu_forward(input, kernel_size, stride, weight, bias, running_mean, running_var, training, momentum,
@@ -24,12 +19,8 @@ def pool_norm_relu_forward(input, kernel_size, stride, weight, bias, running_mea
     check_not_recorded(op, locals())
     shape = check_pool_norm_relu_forward(input, kernel_size, stride, weight, bias, running_mean, running_var, training,
                                          momentum, eps, op)
-    pooled, indices = maxpool2d_forward(input, kernel_size, stride)
+    pooled, argmax = pool_taps(input, kernel_size, stride, _UINT8)
     z, mean, invstd = batch_norm_forward(pooled, weight, bias, running_mean, running_var, training, momentum, eps)
-    offset = indices.sub(_window_starts(input, shape, stride))
-    width = input.shape[3]
-    position = offset.div(width, rounding_mode="floor").mul_(kernel_size[1]).add_(offset.remainder(width))
-    argmax = _empty_like_format(shape, input, _UINT8, is_channels_last(input)).copy_(position)
     return z.clamp_(min=0), pooled, argmax, mean, invstd
 
 
@@ -40,14 +31,25 @@ def pool_norm_relu_backward(grad_output, input, output, pooled, argmax, kernel_s
     check_not_recorded(op, locals())
     check_pool_norm_relu_backward(grad_output, input, output, pooled, argmax, kernel_size, stride, weight, mean,
                                   invstd, grad_weight, grad_bias, op)
-    window = kernel_size[0] * kernel_size[1]
-    gz = grad_output.masked_fill(output.le(0), 0)
+    (kh, kw), (sh, sw) = kernel_size, stride
+    gz = kept_where(grad_output, output.le(0).logical_not_())
     gp = batch_norm_backward(gz, pooled, weight, mean, invstd, grad_weight, grad_bias, training)
-    if argmax.numel() and int(argmax.max()) >= window:
-        raise IndexError(f"{op}: expected argmax in [0, {window}) for kernel_size {list(kernel_size)}, got "
+    if argmax.numel() and int(argmax.max()) >= kh * kw:
+        raise IndexError(f"{op}: expected argmax in [0, {kh * kw}) for kernel_size {list(kernel_size)}, got "
                          f"{int(argmax.max())}")
-    a = argmax.to(_LONG)
-    width = input.shape[3]
-    indices = a.div(kernel_size[1], rounding_mode="floor").mul_(width).add_(a.remainder(kernel_size[1]))
-    indices.add_(_window_starts(input, list(argmax.shape), stride))
-    return maxpool2d_backward(gp, input, indices, kernel_size, stride)
+    if (sh, sw) != (kh, kw):  # windows that overlap or leave gaps: scatter, adding in window order
+        indices = tap_offsets(input, kernel_size).take(argmax.to(_LONG))
+        indices.add_(window_starts(input, list(argmax.shape), stride))
+        return maxpool2d_backward(gp, input, indices, kernel_size, stride)
+    # Windows that tile the input: each element is one window's tap t, written whole (gp where argmax == t, else 0).
+    n, c, h, w = input.shape
+    oh, ow = argmax.shape[2:]
+    grad_input = empty((n, h, w, c), dtype=gp.dtype, device=gp.device).permute(0, 3, 1, 2)
+    if not is_channels_last(input):
+        grad_input = empty((n, c, h, w), dtype=gp.dtype, device=gp.device)
+    if oh * kh < h or ow * kw < w:
+        grad_input.zero_()  # the rows and columns no window covers
+    for i in range(kh):
+        for j in range(kw):
+            grad_input[:, :, i:oh * kh:kh, j:ow * kw:kw].copy_(kept_where(gp, argmax.eq(i * kw + j)))
+    return grad_input

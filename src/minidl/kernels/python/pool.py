@@ -20,63 +20,65 @@ def _steps(count, step, device):
 
 
 _LONG = empty(0, dtype=None).long().dtype  # torch.int64, within the course rule
+_UINT8 = empty(0).byte().dtype  # torch.uint8
 
 
-_MAX_CODED_TAPS = 6  # windows of up to this many taps find their argmax through a table of 4^taps entries
-_TABLES = {}  # (taps, width, kw, device) -> that table, made once
+def window_starts(input, shape, stride):
+    """Each window's first plane index h * W + w, [OH, OW] (broadcasts over N and C in either layout)."""
+    width = input.shape[3]
+    return _steps(shape[2], stride[0] * width, input.device)[:, None] + _steps(shape[3], stride[1], input.device)[None, :]
 
 
-def _pick_table(taps, width, kw, device):
-    """A table: for each code (bit t: tap t equals the maximum; bit taps + t: tap t is NaN) the window
-    offset i * width + j of the tap that max-pooling picks: the last NaN if any, else the first maximum."""
-    key = (taps, width, kw, str(device))
-    if key not in _TABLES:
-        table = empty(1 << (2 * taps), dtype=_LONG, device=device)
-        for code in range(len(table)):
-            nans = [t for t in range(taps) if code >> (taps + t) & 1]
-            hits = [t for t in range(taps) if code >> t & 1]
-            t = nans[-1] if nans else hits[0] if hits else 0
-            table[code] = (t // kw) * width + t % kw
-        _TABLES[key] = table
-    return _TABLES[key]
+def tap_offsets(input, kernel_size):
+    """Each window tap t = i * kw + j as its offset i * W + j from the window's first plane index, int64 [kh * kw]."""
+    (kh, kw), width = kernel_size, input.shape[3]
+    offsets = empty(kh * kw, dtype=_LONG, device=input.device)
+    for t in range(kh * kw):
+        offsets[t] = (t // kw) * width + t % kw
+    return offsets
+
+
+def pool_taps(input, kernel_size, stride, dtype):
+    """(maximum, tap): each window's maximum, and the tap t = i * kw + j that max-pooling picks (the first
+    maximum; the last NaN if any, as torch's max_pool2d), both [N, C, OH, OW] in the input's memory format.
+
+    A running maximum over the kh * kw taps, each a strided view of the input in memory order (N, H, W, C
+    for channels-last) where a tap is one dense slice; the tap moves where one beats the maximum so far.
+    Comparisons become 0/1 integers and the tap is updated by arithmetic: selecting with where() or
+    masked_fill() is several times slower on the CPU.
+    """
+    (kh, kw), (sh, sw) = kernel_size, stride
+    channels_last = is_channels_last(input)
+    memory = input.permute(0, 2, 3, 1) if channels_last else input
+    h_dim, w_dim = (1, 2) if channels_last else (2, 3)
+    windows = memory.unfold(h_dim, kh, sh).unfold(w_dim, kw, sw)  # [..., kh, kw] views
+    taps = [windows[..., i, j] for i in range(kh) for j in range(kw)]
+    best = empty(taps[0].shape, dtype=input.dtype, device=input.device).copy_(taps[0])
+    tap = empty(best.shape, dtype=dtype, device=input.device).zero_()
+    nans = not bool(input.sum().isfinite())  # a NaN somewhere (or an overflowing sum: then only slower)
+    for t, v in enumerate(taps[1:], 1):
+        takes = v.gt(best)
+        if nans:
+            takes.logical_or_(v.ne(v))
+        moves = takes.to(dtype)
+        tap.sub_(tap.mul(moves)).add_(moves.mul_(t))  # tap = t where it takes, else unchanged
+        best = best.maximum(v)  # a NaN propagates, as in the C++ loop's running maximum
+    if channels_last:
+        return best.permute(0, 3, 1, 2), tap.permute(0, 3, 1, 2)
+    return best, tap
 
 
 def maxpool2d_forward(input, kernel_size, stride):
     """(output, indices): each window's maximum and its index h * W + w in its plane."""
     check_not_recorded("minidl.maxpool2d_forward", locals())
     shape = check_maxpool2d(input, kernel_size, stride, "minidl.maxpool2d_forward")
-    (kh, kw), (sh, sw), width = kernel_size, stride, input.shape[3]
-    channels_last = is_channels_last(input)
-    # Work in the memory's own order (N, H, W, C for channels-last), where each window tap is a dense slice.
-    memory = input.permute(0, 2, 3, 1) if channels_last else input
-    h_dim, w_dim = (1, 2) if channels_last else (2, 3)
-    windows = memory.unfold(h_dim, kh, sh).unfold(w_dim, kw, sw)  # [..., kh, kw] views
-    taps = [windows[..., i, j] for i in range(kh) for j in range(kw)]
-    best = _empty_like_format(shape, input, input.dtype, channels_last)
-    best_m = best.permute(0, 2, 3, 1) if channels_last else best
-    best_m.copy_(taps[0])
-    for v in taps[1:]:
-        best_m.copy_(best_m.maximum(v))  # a NaN propagates; which tap wins is decided below
-    offset = _empty_like_format(shape, input, _LONG, channels_last)
-    offset_m = offset.permute(0, 2, 3, 1) if channels_last else offset
-    if len(taps) <= _MAX_CODED_TAPS:  # the argmax from one code per window: a few cheap passes
-        code = empty(offset_m.shape, dtype=_LONG, device=input.device).zero_()
-        nans = bool(best.ne(best).any())  # a NaN in a window makes its maximum NaN
-        for t, v in enumerate(taps):
-            code.add_(v.eq(best_m), alpha=1 << t)
-            if nans:
-                code.add_(v.ne(v), alpha=1 << (len(taps) + t))
-        offset_m.copy_(_pick_table(len(taps), width, kw, input.device).take(code))
-    else:  # a running maximum that records where it moves: the last NaN, else the first maximum
-        running = taps[0].clone()
-        offset_m.zero_()
-        for t, v in enumerate(taps[1:], 1):
-            takes = v.gt(running).logical_or_(v.ne(v))
-            running = v.where(takes, running)
-            offset_m.masked_fill_(takes, (t // kw) * width + t % kw)
-    first = _steps(shape[2], sh * width, input.device)[:, None] + _steps(shape[3], sw, input.device)[None, :]
-    offset.add_(first)  # [OH, OW] broadcast over N and C, in either layout
-    return best, offset
+    best, tap = pool_taps(input, kernel_size, stride, _UINT8 if kernel_size[0] * kernel_size[1] <= 256 else _LONG)
+    offsets = tap_offsets(input, kernel_size)
+    if is_channels_last(input):  # take() gives a contiguous result: take in memory order, then view as NCHW
+        offset = offsets.take(tap.permute(0, 2, 3, 1).to(_LONG)).permute(0, 3, 1, 2)
+    else:
+        offset = offsets.take(tap.to(_LONG))
+    return best, offset.add_(window_starts(input, shape, stride))
 
 
 def maxpool2d_backward(grad_output, input, indices, kernel_size, stride):
