@@ -11,7 +11,7 @@ import torch
 import minidl
 from conftest import require_cpp, subprocess_env
 
-BIG = 2 ** 21  # float32 elements: 8 MiB, above the 4 MiB from which outputs are cached
+BIG = 2 ** 21  # float32 elements: 8 MiB, above the 256 KiB from which outputs are cached
 
 
 @pytest.fixture
@@ -48,9 +48,21 @@ def test_live_outputs_never_share_memory(cpp_ops):
 
 def test_small_outputs_bypass_the_cache(cpp_ops):
     start = minidl.cpu_cache_info()
-    y = cpp_ops.relu_forward(torch.randn(1000, 1000))  # 4,000,000 bytes: just under 4 MiB
+    y = cpp_ops.relu_forward(torch.randn(250, 250))  # 250,000 bytes: just under 256 KiB
     del y
     assert minidl.cpu_cache_info() == start
+
+
+def test_a_mid_sized_output_is_kept_in_64_kib_steps(cpp_ops):
+    x = torch.randn(75_000)  # 300,000 bytes: a block of 5 x 64 KiB
+    y = cpp_ops.relu_forward(x)
+    first, before = y.data_ptr(), minidl.cpu_cache_info()
+    del y
+    assert minidl.cpu_cache_info().cached_bytes == before.cached_bytes + 5 * 2 ** 16
+    y = cpp_ops.tanh_forward(torch.randn(80_000))  # 320,000 bytes: the same block
+    assert y.data_ptr() == first and minidl.cpu_cache_info().hits == before.hits + 1
+    z = cpp_ops.relu_forward(torch.randn(90_000))  # 360,000 bytes: 6 x 64 KiB, a new block
+    assert z.data_ptr() != first and minidl.cpu_cache_info().misses == before.misses + 1
 
 
 def test_every_large_output_comes_from_the_cache(cpp_ops):

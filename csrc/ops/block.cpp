@@ -12,6 +12,7 @@
 
 #include "../block_checks.h"
 #include "../cpu/block.h"
+#include "../cpu/runtime/block_cache.h"
 #include "norm_coefficients.h"
 
 namespace minidl {
@@ -37,9 +38,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> pool_norm
   const bool channels_last = is_channels_last(input);
   const auto format = channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
   const at::Tensor x = input.contiguous(format);
-  at::Tensor pooled = at::empty(shape, x.options().memory_format(format));
-  at::Tensor argmax = at::empty(shape, x.options().dtype(at::kByte).memory_format(format));
-  at::Tensor output = at::empty(shape, x.options().memory_format(format));
+  at::Tensor pooled = cpu::empty_output(shape, x.options(), format);
+  at::Tensor argmax = cpu::empty_output(shape, x.options().dtype(at::kByte), format);
+  at::Tensor output = cpu::empty_output(shape, x.options(), format);
   const cpu::Layout l{shape[0], shape[1], shape[2] * shape[3], channels_last};
   const cpu::Window w{kernel_size[0], kernel_size[1], stride[0], stride[1]};
   if (pooled.numel() > 0) cpu::pool_argmax(x, pooled, argmax, w, channels_last);
@@ -65,7 +66,7 @@ at::Tensor pool_norm_relu_backward(const at::Tensor& grad_output, const at::Tens
   const auto format = channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
   const at::Tensor g = grad_output.contiguous(format), y = output.contiguous(format), p = pooled.contiguous(format);
   const at::Tensor a = argmax.contiguous(format), m = mean.contiguous();
-  at::Tensor grad_input = at::empty(input.sizes(), input.options().memory_format(format));
+  at::Tensor grad_input = cpu::empty_output(input.sizes(), input.options(), format);
   const cpu::Layout l{g.size(0), g.size(1), g.size(2) * g.size(3), channels_last};
   std::vector<double> mean_d(l.c), gsum, dot;
   AT_DISPATCH_FLOATING_TYPES(m.scalar_type(), "minidl_pool_norm_relu_backward", [&] {

@@ -1,8 +1,9 @@
-"""The C++ kernels' cache of large freed CPU blocks (outputs of 4 MiB or more): inspect, limit, empty.
+"""The C++ kernels' cache of freed CPU blocks (outputs of 256 KiB or more): inspect, limit, empty.
 
-glibc returns blocks over 32 MiB to the operating system on free, so each fresh large output
-would be page-faulted and zeroed again; the cache keeps up to `MINIDL_CPU_CACHE_MB` (default
-256) MiB of freed blocks for reuse. The Python kernels allocate through torch and are unaffected.
+glibc returns blocks over 32 MiB to the operating system on free, and trims the freed top of its
+heap once a few MiB are free, so fresh outputs (a training step's activations among them) would be
+page-faulted and zeroed again and again; the cache keeps up to `MINIDL_CPU_CACHE_MB` (default 256)
+MiB of freed blocks for reuse. The Python kernels allocate through torch and are unaffected.
 """
 from collections import namedtuple
 

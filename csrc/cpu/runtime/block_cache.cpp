@@ -1,10 +1,11 @@
 // A cache of large freed CPU blocks, the CPU twin of PyTorch's CUDA caching allocator.
 //
-// Why: glibc serves blocks over 32 MiB with mmap and unmaps them on free, so every fresh large
-// output is page-faulted and zeroed by the kernel again, page by page. Measured on the project's
-// VM: copying 64 MiB into a fresh tensor takes 3.4x as long as into a reused one. Freed blocks
-// kept here, sized in 2 MiB steps, aligned to 2 MiB and advised as transparent huge pages
-// (one fault per 2 MiB when they are new), make a training loop's large outputs free to allocate.
+// Why: glibc serves blocks over 32 MiB with mmap and unmaps them on free, and gives the freed top
+// of its heap back once a few MiB are free, so fresh outputs (large ones, and a training step's
+// 0.3-2 MiB activations) are page-faulted and zeroed by the kernel again, page by page
+// (docs/performance.md has the measurements). Freed blocks kept here, sized in 64 KiB steps under
+// 2 MiB and in 2 MiB steps above, those aligned to 2 MiB and advised as transparent huge pages (one
+// fault per 2 MiB when they are new), make a training loop's outputs free to allocate.
 #include "block_cache.h"
 
 #include <ATen/EmptyTensor.h>
@@ -75,6 +76,20 @@ void* map_block(size_t size) {
   return reinterpret_cast<void*>(aligned);
 }
 
+// Blocks under 2 MiB in 64 KiB steps, mapped as they are; larger ones in whole huge pages.
+constexpr size_t kSmallStep = size_t(64) << 10;
+
+size_t block_size(size_t n) {
+  const size_t step = n < kHugePage ? kSmallStep : kHugePage;
+  return (std::max<size_t>(n, 1) + step - 1) & ~(step - 1);
+}
+
+void* map_any(size_t size) {
+  if (size >= kHugePage) return map_block(size);
+  void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  return p == MAP_FAILED ? nullptr : p;
+}
+
 void unmap_block(const Block& b) {
   MINIDL_UNPOISON(b.ptr, b.size);  // the address range may be mapped again by someone else
   munmap(b.ptr, b.size);
@@ -92,7 +107,7 @@ class BlockCache final : public c10::Allocator {
  public:
   c10::DataPtr allocate(size_t n) override {
 #ifdef MINIDL_HAVE_MMAP
-    const size_t size = (std::max<size_t>(n, 1) + kHugePage - 1) & ~(kHugePage - 1);
+    const size_t size = block_size(n);
     {
       std::lock_guard<std::mutex> lock(mu_);
       if (limit_ == 0) return c10::GetDefaultCPUAllocator()->allocate(n);  // the cache is off
@@ -106,10 +121,10 @@ class BlockCache final : public c10::Allocator {
       }
       ++misses_;
     }
-    void* p = map_block(size);
+    void* p = map_any(size);
     if (p == nullptr) {
       empty();  // give the cache back and try once more before reporting
-      p = map_block(size);
+      p = map_any(size);
     }
     TORCH_CHECK_WITH(OutOfMemoryError, p != nullptr, "minidl: could not allocate ", n, " bytes of CPU memory");
     return hand_out(new Block{p, size}, n, &BlockCache::release);
@@ -189,6 +204,11 @@ at::Tensor empty_output(at::IntArrayRef sizes, const at::TensorOptions& options)
   if (nbytes < kCachedMin) return at::empty(sizes, options);
   return at::detail::empty_generic(sizes, &BlockCache::get(), c10::DispatchKeySet(c10::DispatchKey::CPU), dtype,
                                    c10::MemoryFormat::Contiguous);
+}
+
+at::Tensor empty_output(at::IntArrayRef sizes, const at::TensorOptions& options, at::MemoryFormat format) {
+  if (format != at::MemoryFormat::ChannelsLast || sizes.size() != 4) return empty_output(sizes, options);
+  return empty_output({sizes[0], sizes[2], sizes[3], sizes[1]}, options).permute({0, 3, 1, 2});
 }
 
 at::Tensor empty_output_like(const at::Tensor& like) { return empty_output(like.sizes(), like.options()); }
