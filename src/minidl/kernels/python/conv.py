@@ -6,20 +6,40 @@ from ..checks import check_not_recorded
 from ..checks.conv import channels_last_output, check_conv2d_backward, check_conv2d_forward
 
 
+def _padded(input, ph, pw):
+    """The input zero-padded, channels-last [N, H', W', C] (a view of the input when there is no padding)."""
+    n, c, h, w = input.shape
+    if not (ph or pw):
+        return input.permute(0, 2, 3, 1)
+    padded = empty((n, h + 2 * ph, w + 2 * pw, c), dtype=input.dtype, device=input.device).zero_()
+    padded[:, ph:ph + h, pw:pw + w, :] = input.permute(0, 2, 3, 1)
+    return padded
+
+
 def _windows(input, kh, kw, stride, padding):
-    """The zero-padded input, channels-last [N, H', W', C], and its windows as [N*OH*OW, KH*KW*C] (channel fastest)."""
+    """The input's windows as the matrix [N*OH*OW, KH*KW*C] (channel fastest in a row).
+
+    Few channels (a first layer): built tap by tap as its transpose [KH*KW*C, N*OH*OW], each tap and channel
+    one plane-shaped copy, since a window row of KH*KW*C elements is too short to copy well; else
+    windows of the channels-last input copied row by row."""
     n, c, h, w = input.shape
     (sh, sw), (ph, pw) = stride, padding
-    if ph or pw:
-        padded = empty((n, h + 2 * ph, w + 2 * pw, c), dtype=input.dtype, device=input.device).zero_()
-        padded[:, ph:ph + h, pw:pw + w, :] = input.permute(0, 2, 3, 1)
-    else:  # no copy: the windows are a view of the input, whatever its strides
-        padded = input.permute(0, 2, 3, 1)
+    padded = _padded(input, ph, pw)
     oh, ow = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
+    if c <= _FEW_CHANNELS:
+        cols = empty((kh, kw, c, n, oh, ow), dtype=input.dtype, device=input.device)
+        for i in range(kh):
+            for j in range(kw):
+                tap = padded[:, i:i + sh * (oh - 1) + 1:sh, j:j + sw * (ow - 1) + 1:sw, :]
+                cols[i, j].copy_(tap.permute(3, 0, 1, 2))
+        return cols.view(kh * kw * c, n * oh * ow).t()
     s_n, s_h, s_w, s_c = padded.stride()
     windows = padded.as_strided((n, oh, ow, kh, kw, c), (s_n, s_h * sh, s_w * sw, s_h, s_w, s_c),
                                 padded.storage_offset())
     return windows.reshape(n * oh * ow, kh * kw * c)
+
+
+_FEW_CHANNELS = 4  # up to this many input channels, _windows copies tap by tap
 
 
 def _weight_matrix(weight):

@@ -1,7 +1,11 @@
 """BatchNorm's kernels in pure Python: statistics in float64 like the C++ kernels, outputs in the input's
 memory format (channels-last stays channels-last)."""
+from torch import empty
+
 from ..checks import check_not_recorded
 from ..checks.layer import check_batch_norm_backward, check_batch_norm_forward, is_channels_last
+
+_DOUBLE = empty(0).double().dtype  # torch.float64, within the course rule
 
 
 def _in_layout(t):
@@ -34,9 +38,9 @@ def batch_norm_forward(input, weight, bias, running_mean, running_var, training,
     x = _in_layout(input)
     dims, shape, count = _reduced(x)
     if training:
-        x64 = x.double()
+        x64 = x.to(dtype=_DOUBLE, copy=True)  # a copy even from float64: it is changed in place below
         mean = x64.mean(dims)
-        var_sum = x64.sub(mean.view(shape)).square_().sum(dims)
+        var_sum = x64.sub_(mean.view(shape)).square_().sum(dims)  # in place: one float64 copy of x in all
         invstd = _inverse_std(var_sum.div(count), eps)
         running_mean.copy_(mean.mul(momentum).add_(running_mean.double().mul(1 - momentum)))
         running_var.copy_(var_sum.div(count - 1).mul_(momentum).add_(running_var.double().mul(1 - momentum)))
@@ -57,9 +61,9 @@ def batch_norm_backward(grad_output, input, weight, mean, invstd, grad_weight, g
     g = grad_output.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2) if is_channels_last(input) else \
         grad_output.contiguous()
     dims, shape, count = _reduced(x)
-    g64, invstd64 = g.double(), invstd.double()
-    gsum = g64.sum(dims)
-    dot = g64.mul(x.double().sub(mean.double().view(shape))).sum(dims)
+    invstd64 = invstd.double()
+    gsum = g.sum(dims, dtype=invstd64.dtype)  # summed in float64 without a float64 copy of g
+    dot = x.to(dtype=_DOUBLE, copy=True).sub_(mean.double().view(shape)).mul_(g).sum(dims)
     grad_weight.add_(dot.mul(invstd64).to(x.dtype))
     grad_bias.add_(gsum.to(x.dtype))
     scale = invstd64.mul(weight.double()).to(x.dtype).view(shape)
