@@ -6,6 +6,13 @@ from .. import backend as _backend
 from .module import CHECKED, USED, Module, kernel_error
 
 
+def _scaled(grad, gradwrtoutput):
+    """d loss / d output times the upstream gradient of the loss, if one is given."""
+    for g in gradwrtoutput:
+        grad = grad.mul(g)
+    return grad
+
+
 class FusedLoss(Module):
     """A loss whose kernel `_op` returns (loss, d loss / d output); backward() needs no argument.
 
@@ -32,9 +39,7 @@ class FusedLoss(Module):
         if grad is None or grad is USED:
             raise self.no_ctx_error(grad)
         self._ctx = USED
-        for g in gradwrtoutput:
-            grad = grad.mul(g)
-        return grad
+        return _scaled(grad, gradwrtoutput) if gradwrtoutput else grad
 
     def forward_ctx(self, ctx, output, target):
         loss, ctx.grad = self._loss(output, target)
@@ -42,10 +47,7 @@ class FusedLoss(Module):
 
     def backward_ctx(self, ctx, *gradwrtoutput):
         """d loss / d output, computed with the loss; times the upstream gradient of the loss if one is given."""
-        grad = ctx.grad
-        for g in gradwrtoutput:
-            grad = grad.mul(g)
-        return grad
+        return _scaled(ctx.grad, gradwrtoutput)
 
     def _loss(self, output, target):
         """(loss, d loss / d output) from the kernel; counts the step and checks the loss is finite."""

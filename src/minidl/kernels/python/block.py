@@ -1,15 +1,11 @@
 """The pool -> batch norm -> ReLU block's kernels in pure Python: the max-pool and batch-norm fallbacks composed,
 with argmax (each window's maximum as its position i * kw + j, uint8) in place of plane indices."""
-from torch import empty
-
 from ..checks import check_not_recorded
 from ..checks.block import check_pool_norm_relu_backward, check_pool_norm_relu_forward
-from .norm import batch_norm_backward, batch_norm_forward
 from ..checks.layer import is_channels_last
-from .pool import _LONG, maxpool2d_backward, pool_taps, tap_offsets, window_starts
+from .norm import batch_norm_backward, batch_norm_forward
+from .pool import _LONG, _UINT8, _empty_like_format, maxpool2d_backward, pool_taps, tap_offsets, window_starts
 from .select import kept_where
-
-_UINT8 = empty(0).byte().dtype  # torch.uint8, within the course rule
 
 
 def pool_norm_relu_forward(input, kernel_size, stride, weight, bias, running_mean, running_var, training, momentum,
@@ -42,11 +38,9 @@ def pool_norm_relu_backward(grad_output, input, output, pooled, argmax, kernel_s
         indices.add_(window_starts(input, list(argmax.shape), stride))
         return maxpool2d_backward(gp, input, indices, kernel_size, stride)
     # Windows that tile the input: each element is one window's tap t, written whole (gp where argmax == t, else 0).
-    n, c, h, w = input.shape
+    h, w = input.shape[2:]
     oh, ow = argmax.shape[2:]
-    grad_input = empty((n, h, w, c), dtype=gp.dtype, device=gp.device).permute(0, 3, 1, 2)
-    if not is_channels_last(input):
-        grad_input = empty((n, c, h, w), dtype=gp.dtype, device=gp.device)
+    grad_input = _empty_like_format(list(input.shape), input, gp.dtype, is_channels_last(input))
     if oh * kh < h or ow * kw < w:
         grad_input.zero_()  # the rows and columns no window covers
     for i in range(kh):

@@ -20,7 +20,7 @@ def _steps(count, step, device):
 
 
 _LONG = empty(0, dtype=None).long().dtype  # torch.int64, within the course rule
-_UINT8 = empty(0).byte().dtype  # torch.uint8
+_UINT8 = empty(0).byte().dtype  # torch.uint8, likewise
 
 
 def window_starts(input, shape, stride):
