@@ -42,11 +42,7 @@ inline void check_pool_norm_relu_backward(const at::Tensor& grad_output, const a
   check_shape(output, shape, op, "output");
   check_like(pooled, input, op, "pooled", "input");
   check_shape(pooled, shape, op, "pooled");
-  TORCH_CHECK(argmax.device() == input.device(), op, ": expected argmax on ", input.device(), " like input, got ",
-              argmax.device());
-  TORCH_CHECK_TYPE(argmax.scalar_type() == at::kByte, op, ": expected argmax of dtype Byte, got ",
-                   argmax.scalar_type());
-  check_shape(argmax, shape, op, "argmax");
+  check_positions(argmax, input, shape, at::kByte, op, "argmax");
   check_per_channel(weight, input, op, "weight");
   check_per_channel(mean, input, op, "mean");
   check_per_channel(invstd, input, op, "invstd");

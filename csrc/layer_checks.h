@@ -32,16 +32,21 @@ inline std::array<int64_t, 4> check_maxpool2d(const at::Tensor& input, at::IntAr
           (input.size(3) - kernel_size[1]) / stride[1] + 1};
 }
 
+// Max-pooling's saved positions (indices, argmax): on input's device, of dtype and shape.
+inline void check_positions(const at::Tensor& t, const at::Tensor& input, at::IntArrayRef shape, at::ScalarType dtype,
+                            const char* op, const char* name) {
+  TORCH_CHECK(t.device() == input.device(), op, ": expected ", name, " on ", input.device(), " like input, got ",
+              t.device());
+  TORCH_CHECK_TYPE(t.scalar_type() == dtype, op, ": expected ", name, " of dtype ", dtype, ", got ", t.scalar_type());
+  check_shape(t, shape, op, name);
+}
+
 inline void check_maxpool2d_backward(const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& indices,
                                      at::IntArrayRef kernel_size, at::IntArrayRef stride, const char* op) {
   const auto shape = check_maxpool2d(input, kernel_size, stride, op);
   check_like(grad_output, input, op, "grad_output", "input");
   check_shape(grad_output, shape, op, "grad_output");
-  TORCH_CHECK(indices.device() == input.device(), op, ": expected indices on ", input.device(), " like input, got ",
-              indices.device());
-  TORCH_CHECK_TYPE(indices.scalar_type() == at::kLong, op, ": expected indices of dtype Long, got ",
-                   indices.scalar_type());
-  check_shape(indices, shape, op, "indices");
+  check_positions(indices, input, shape, at::kLong, op, "indices");
 }
 
 // weight, bias and the like: [C] of input's dtype and device.

@@ -16,12 +16,6 @@ namespace minidl {
 namespace cpu {
 namespace {
 
-// As cpu/pool.cpp's: larger, or NaN.
-template <typename T>
-MINIDL_INLINE bool takes(T v, T m) {
-  return (v > m) | (v != v);
-}
-
 // An integer as wide as T, so that the channel loops vectorise without mixing widths.
 template <typename T>
 using Lane = std::conditional_t<sizeof(T) == 4, int32_t, int64_t>;

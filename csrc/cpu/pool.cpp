@@ -17,12 +17,6 @@ namespace minidl {
 namespace cpu {
 namespace {
 
-// Whether v replaces the running maximum m: larger, or NaN (which then stays, unless another NaN follows).
-template <typename T>
-MINIDL_INLINE bool takes(T v, T m) {
-  return (v > m) | (v != v);
-}
-
 // b, or a where the mask t is all ones: through the bits, so that the compiler cannot turn the choice into a
 // branch (which random data mispredicts half the time).
 template <typename T>

@@ -2,12 +2,20 @@
 #pragma once
 #include <ATen/core/Tensor.h>
 
+#include "runtime/clones.h"
+
 namespace minidl {
 namespace cpu {
 
 struct Window {
   int64_t kh, kw, sh, sw;
 };
+
+// Whether v replaces the running maximum m: larger, or NaN (which then stays, unless another NaN follows).
+template <typename T>
+MINIDL_INLINE bool takes(T v, T m) {
+  return (v > m) | (v != v);
+}
 
 // out and indices (Long) of the output's shape, in the input's memory order; each window's first
 // maximum, a NaN replacing it (as torch's max_pool2d), and its index h * W + w in its plane.

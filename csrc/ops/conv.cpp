@@ -87,8 +87,8 @@ at::Tensor new_buffer(at::IntArrayRef sizes, const at::TensorOptions& options) {
 // An uninitialised [N, C, H, W] in `format`, with at::empty's strides.
 at::Tensor new_image(int64_t n, int64_t c, int64_t h, int64_t w, const at::TensorOptions& options,
                      at::MemoryFormat format) {
-  if (format == at::MemoryFormat::ChannelsLast) return new_buffer({n, h, w, c}, options).permute({0, 3, 1, 2});
-  return new_buffer({n, c, h, w}, options);
+  if (options.device().is_cpu()) return cpu::empty_output({n, c, h, w}, options, format);
+  return at::empty({n, c, h, w}, options.memory_format(format));
 }
 
 // [N, C, H, W] (of any strides) as the matrix [N*H*W, C]: a view when channels-last, else a copy.

@@ -1,6 +1,6 @@
 """Checks of the pool -> batch norm -> ReLU block ops: the twin of csrc/block_checks.h, same messages."""
-from . import _check_tensor, check_like, check_shape
-from .layer import _check_per_channel, check_batch_norm_settings, check_maxpool2d
+from . import check_like, check_shape
+from .layer import _check_per_channel, check_batch_norm_settings, check_maxpool2d, check_positions
 
 
 def check_pool_norm_relu_forward(input, kernel_size, stride, weight, bias, running_mean, running_var, training,
@@ -23,12 +23,7 @@ def check_pool_norm_relu_backward(grad_output, input, output, pooled, argmax, ke
     for t, name in ((grad_output, "grad_output"), (output, "output"), (pooled, "pooled")):
         check_like(t, input, op, name, "input")
         check_shape(t, shape, op, name)
-    _check_tensor(argmax, op, "argmax")
-    if argmax.device != input.device:
-        raise RuntimeError(f"{op}: expected argmax on {input.device} like input, got {argmax.device}")
-    if str(argmax.dtype) != "torch.uint8":
-        raise TypeError(f"{op}: expected argmax of dtype torch.uint8, got {argmax.dtype}")
-    check_shape(argmax, shape, op, "argmax")
+    check_positions(argmax, input, shape, "torch.uint8", op, "argmax")
     for t, name in ((weight, "weight"), (mean, "mean"), (invstd, "invstd"), (grad_weight, "grad_weight"),
                     (grad_bias, "grad_bias")):
         _check_per_channel(t, input, op, name)

@@ -40,12 +40,17 @@ def check_maxpool2d_backward(grad_output, input, indices, kernel_size, stride, o
     shape = check_maxpool2d(input, kernel_size, stride, op)
     check_like(grad_output, input, op, "grad_output", "input")
     check_shape(grad_output, shape, op, "grad_output")
-    _check_tensor(indices, op, "indices")
-    if indices.device != input.device:
-        raise RuntimeError(f"{op}: expected indices on {input.device} like input, got {indices.device}")
-    if str(indices.dtype) != "torch.int64":
-        raise TypeError(f"{op}: expected indices of dtype torch.int64, got {indices.dtype}")
-    check_shape(indices, shape, op, "indices")
+    check_positions(indices, input, shape, "torch.int64", op, "indices")
+
+
+def check_positions(t, input, shape, dtype, op, name):
+    """Max-pooling's saved positions (indices, argmax): a tensor on input's device, of dtype and shape."""
+    _check_tensor(t, op, name)
+    if t.device != input.device:
+        raise RuntimeError(f"{op}: expected {name} on {input.device} like input, got {t.device}")
+    if str(t.dtype) != dtype:
+        raise TypeError(f"{op}: expected {name} of dtype {dtype}, got {t.dtype}")
+    check_shape(t, shape, op, name)
 
 
 def _check_per_channel(t, input, op, name):

@@ -13,8 +13,8 @@ def pool_norm_relu_forward(input, kernel_size, stride, weight, bias, running_mea
     """(output, pooled, argmax, mean, invstd): max-pool, batch norm of the pooled tensor, ReLU."""
     op = "minidl.pool_norm_relu_forward"
     check_not_recorded(op, locals())
-    shape = check_pool_norm_relu_forward(input, kernel_size, stride, weight, bias, running_mean, running_var, training,
-                                         momentum, eps, op)
+    check_pool_norm_relu_forward(input, kernel_size, stride, weight, bias, running_mean, running_var, training,
+                                 momentum, eps, op)
     pooled, argmax = pool_taps(input, kernel_size, stride, _UINT8)
     z, mean, invstd = batch_norm_forward(pooled, weight, bias, running_mean, running_var, training, momentum, eps)
     return z.clamp_(min=0), pooled, argmax, mean, invstd

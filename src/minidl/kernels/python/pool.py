@@ -32,10 +32,7 @@ def window_starts(input, shape, stride):
 def tap_offsets(input, kernel_size):
     """Each window tap t = i * kw + j as its offset i * W + j from the window's first plane index, int64 [kh * kw]."""
     (kh, kw), width = kernel_size, input.shape[3]
-    offsets = empty(kh * kw, dtype=_LONG, device=input.device)
-    for t in range(kh * kw):
-        offsets[t] = (t // kw) * width + t % kw
-    return offsets
+    return (_steps(kh, width, input.device)[:, None] + _steps(kw, 1, input.device)[None, :]).view(-1)
 
 
 def pool_taps(input, kernel_size, stride, dtype):
