@@ -12,9 +12,20 @@ from minidl.pairs import ranks
 MODE = sys.argv.pop(1)
 RUN_ONE, DATA_PROBLEM = ranks.run_one, cli.data_problem
 FAULTY = os.environ.get("RANK") == "1"
+READY = []  # this rank has passed the gate below
+
+
+def gate():
+    """Rank 0 waits, once, until rank 1 has a run or its data problem, so that it cannot finish every run
+    before rank 1's fault (on a busy host rank 1 may start seconds late); rank 1 opens the gate."""
+    if not READY:
+        store = ranks.connect(60).store
+        store.set("fault/ready", b"") if FAULTY else store.wait(["fault/ready"])
+        READY.append(True)
 
 
 def run_one(task, progress=None):
+    gate()
     if FAULTY and MODE == "kill":
         ranks.connect(60).store.wait(["recorded/1"])
         os.kill(os.getpid(), signal.SIGKILL)
@@ -24,6 +35,8 @@ def run_one(task, progress=None):
 
 
 def data_problem(args):
+    if FAULTY and MODE == "data":
+        gate()
     return "cannot read the MNIST data: injected" if FAULTY and MODE == "data" else DATA_PROBLEM(args)
 
 
