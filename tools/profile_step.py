@@ -3,10 +3,11 @@ ATen and minidl op, or (--clock wall) the wall time inside each of minidl's kern
 
     python tools/profile_step.py convnet [--steps 100] [--threads 1] [--backend python] [--clock wall]
 
-The wall clock suits the Python fallback, whose many small ops the profiler's bookkeeping inflates.
+The wall clock suits the Python fallback, whose many small ops the profiler adds work to.
 """
 import argparse
 import collections
+import resource
 import time
 
 import torch
@@ -82,12 +83,14 @@ def main():
         for _ in range(steps):
             trainer.epoch(x, y, c, order)
     run(20)  # warm up: caches, allocator, Adam's state
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     rows, total = (profiled if args.clock == "profiler" else timed_kernels)(run, args.steps)
+    faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / args.steps
     what = ("of op time per step (self CPU time under the profiler" if args.clock == "profiler"
             else "of wall time per step (time inside each kernel call")
     ms = 1000 / args.steps
     print(f"{args.model}, batch 100, {args.threads} thread(s), {minidl.get_backend()} kernels: "
-          f"{total * ms:.2f} ms {what}, {args.steps} steps)\n")
+          f"{total * ms:.2f} ms {what}, {args.steps} steps); {faults:.0f} page faults per step\n")
     print("| op | calls / step | ms / step | share |\n| --- | ---: | ---: | ---: |")
     for name, count, seconds in rows[:12] + ([rows[-1]] if args.clock == "wall" and len(rows) > 12 else []):
         print(f"| {name} | {count // args.steps} | {seconds * ms:.3f} | {100 * seconds / total:.0f} % |")
