@@ -3,7 +3,8 @@
 glibc returns blocks over 32 MiB to the operating system on free, and trims the freed top of its
 heap once a few MiB are free, so fresh outputs (a training step's activations among them) would be
 page-faulted and zeroed again and again; the cache keeps up to `MINIDL_CPU_CACHE_MB` (default 256)
-MiB of freed blocks for reuse. The Python kernels allocate through torch and are unaffected.
+MiB of freed blocks for reuse. The Python kernels allocate through torch, not through this cache
+(docs/performance.md measures what their page faults cost).
 """
 from collections import namedtuple
 
