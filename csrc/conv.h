@@ -44,6 +44,9 @@ void conv_direct_weight_grad(const at::Tensor& rows, const at::Tensor& input, co
 // For tests (minidl._C._set_conv_direct): whether CPU convolutions may take the direct loops (on by
 // default); returns the previous setting.
 bool set_conv_direct(bool enabled);
+// For tests (minidl._C._set_conv_chunk_bytes): the CPU's window-matrix bytes per chunk of images (0: the
+// whole batch in one); returns the previous value.
+int64_t set_conv_chunk_bytes(int64_t bytes);
 
 namespace cuda {
 void im2col(const at::Tensor& input, const ConvShape& s, at::Tensor& cols);

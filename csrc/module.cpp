@@ -67,6 +67,17 @@ PyObject* set_conv_direct(PyObject*, PyObject* arg) {
   return PyBool_FromLong(minidl::set_conv_direct(enabled != 0));
 }
 
+// For tests: _set_conv_chunk_bytes(bytes) -> the old value (0: im2col over the whole batch at once).
+PyObject* set_conv_chunk_bytes(PyObject*, PyObject* arg) {
+  const long long bytes = PyLong_AsLongLong(arg);
+  if (bytes == -1 && PyErr_Occurred()) return nullptr;
+  if (bytes < 0) {
+    PyErr_Format(PyExc_ValueError, "_set_conv_chunk_bytes: expected bytes >= 0, got %lld", bytes);
+    return nullptr;
+  }
+  return PyLong_FromLongLong(minidl::set_conv_chunk_bytes(bytes));
+}
+
 PyMethodDef methods[] = {
     {"_cpu_cache_info", cpu_cache_info, METH_NOARGS, "(cached bytes, limit bytes, hits, misses)"},
     {"_empty_cpu_cache", empty_cpu_cache, METH_NOARGS, "Unmap every cached block."},
@@ -74,6 +85,7 @@ PyMethodDef methods[] = {
     {"_streaming_setting", streaming_setting, METH_NOARGS, "(isa, min_bytes, best isa, {isa: loop calls}) of streaming stores"},
     {"_set_streaming", set_streaming, METH_VARARGS, "Stream outputs of >= min_bytes with isa; returns the old pair."},
     {"_set_conv_direct", set_conv_direct, METH_O, "Let CPU convolutions take the direct loops; returns the old setting."},
+    {"_set_conv_chunk_bytes", set_conv_chunk_bytes, METH_O, "im2col bytes per chunk of images on the CPU; returns the old value."},
     {nullptr, nullptr, 0, nullptr}};
 
 }  // namespace
