@@ -96,6 +96,33 @@ def test_fused_equals_unfused_and_torch(backend_name, dtype, channels_last, size
         torch.testing.assert_close(fused_norm.grad_bias, torch_norm.bias.grad, **tol)
 
 
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_non_finite_inputs_follow_torch(backend_name, channels_last):
+    """Evaluation mode, where a NaN or an infinity stays in its element: the window picks it as torch's max-pool
+    does, and ReLU's gradient passes where the output is NaN or +inf, and nowhere it is -inf."""
+    mods = modules(3, torch.float64)
+    randomise(mods[1], 3)
+    net, ref = dl.Sequential(*mods), torch_block(mods[1])
+    net.eval(), ref.eval()
+    gen = torch.Generator().manual_seed(4)
+    x = torch.randn(4, 3, 6, 6, generator=gen, dtype=torch.float64)
+    flat = x.view(-1)
+    flat[torch.randperm(flat.numel(), generator=gen)[:30]] = torch.tensor([float("nan"), float("inf"), -float("inf")],
+                                                                         dtype=x.dtype).repeat(10)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    y = net.forward(x)
+    g = torch.randn(y.shape, generator=gen, dtype=torch.float64)
+    gi = net.backward(g)
+    xr = x.clone().requires_grad_()
+    with torch.enable_grad():
+        yr = ref(xr)
+        yr.backward(g)
+    assert bool(y.isnan().any()) and bool(y.isinf().any())
+    torch.testing.assert_close(y, yr.detach(), **F64_TOL, equal_nan=True)
+    torch.testing.assert_close(gi, xr.grad, **F64_TOL, equal_nan=True)
+
+
 def test_momentum_none_and_calls_with_their_own_contexts(backend_name):
     mods, plain = modules(3, torch.float64, momentum=None), modules(3, torch.float64, momentum=None)
     net = dl.Sequential(*mods)

@@ -5,7 +5,7 @@ from ..checks.block import check_pool_norm_relu_backward, check_pool_norm_relu_f
 from ..checks.layer import is_channels_last
 from .norm import batch_norm_backward, batch_norm_forward
 from .pool import _LONG, _UINT8, _empty_like_format, maxpool2d_backward, pool_taps, tap_offsets, window_starts
-from .select import kept_where
+from .select import INTEGER_OF, dropped_where
 
 
 def pool_norm_relu_forward(input, kernel_size, stride, weight, bias, running_mean, running_var, training, momentum,
@@ -28,7 +28,7 @@ def pool_norm_relu_backward(grad_output, input, output, pooled, argmax, kernel_s
     check_pool_norm_relu_backward(grad_output, input, output, pooled, argmax, kernel_size, stride, weight, mean,
                                   invstd, grad_weight, grad_bias, op)
     (kh, kw), (sh, sw) = kernel_size, stride
-    gz = kept_where(grad_output, output.le(0).logical_not_())
+    gz = dropped_where(grad_output, output.clone().le_(0))  # a NaN output keeps its gradient, as in torch
     gp = batch_norm_backward(gz, pooled, weight, mean, invstd, grad_weight, grad_bias, training)
     if argmax.numel() and int(argmax.amax()) >= kh * kw:  # amax: ~10x faster than max() on uint8 (torch 2.13, CPU)
         raise IndexError(f"{op}: expected argmax in [0, {kh * kw}) for kernel_size {list(kernel_size)}, got "
@@ -43,7 +43,11 @@ def pool_norm_relu_backward(grad_output, input, output, pooled, argmax, kernel_s
     grad_input = _empty_like_format(list(input.shape), input, gp.dtype, is_channels_last(input))
     if oh * kh < h or ow * kw < w:
         grad_input.zero_()  # the rows and columns no window covers
+    integer = INTEGER_OF[gp.dtype]  # all ones keeps gp's bits, zero clears them
+    taps, gp_bits = argmax.to(integer), gp.view(integer)
+    bits = taps.clone()  # scratch of taps' layout
     for i in range(kh):
-        for j in range(kw):
-            grad_input[:, :, i:oh * kh:kh, j:ow * kw:kw].copy_(kept_where(gp, argmax.eq(i * kw + j)))
+        for j in range(kw):  # in place in integers: a comparison into a new bool tensor is several times slower
+            bits.copy_(taps).eq_(i * kw + j).neg_().bitwise_and_(gp_bits)
+            grad_input[:, :, i:oh * kh:kh, j:ow * kw:kw].copy_(bits.view(gp.dtype))
     return grad_input

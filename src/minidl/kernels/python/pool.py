@@ -41,8 +41,8 @@ def pool_taps(input, kernel_size, stride, dtype):
 
     A running maximum over the kh * kw taps, each a strided view of the input in memory order (N, H, W, C
     for channels-last) where a tap is one dense slice; the tap moves where one beats the maximum so far.
-    Comparisons become 0/1 integers and the tap is updated by arithmetic: selecting with where() or
-    masked_fill() is several times slower on the CPU.
+    Comparisons are made in place in the input's float type (1.0 or 0.0): a comparison into a new bool
+    tensor, and selection by where() or masked_fill(), take several times longer on the CPU.
     """
     (kh, kw), (sh, sw) = kernel_size, stride
     channels_last = is_channels_last(input)
@@ -51,15 +51,17 @@ def pool_taps(input, kernel_size, stride, dtype):
     windows = memory.unfold(h_dim, kh, sh).unfold(w_dim, kw, sw)  # [..., kh, kw] views
     taps = [windows[..., i, j] for i in range(kh) for j in range(kw)]
     best = empty(taps[0].shape, dtype=input.dtype, device=input.device).copy_(taps[0])
-    tap = empty(best.shape, dtype=dtype, device=input.device).zero_()
+    tap = empty(best.shape, dtype=input.dtype, device=input.device).zero_()  # exact in floats up to 2^24 taps
     nans = not bool(input.sum().isfinite())  # a NaN somewhere (or an overflowing sum: then only slower)
     for t, v in enumerate(taps[1:], 1):
-        takes = v.gt(best)
+        moves = empty(best.shape, dtype=input.dtype, device=input.device).copy_(v)
+        new_best = best.maximum(moves)  # a NaN propagates, as in the C++ loop's running maximum
+        moves.gt_(best)
         if nans:
-            takes.logical_or_(v.ne(v))
-        moves = takes.to(dtype)
-        tap.sub_(tap.mul(moves)).add_(moves.mul_(t))  # tap = t where it takes, else unchanged
-        best = best.maximum(v)  # a NaN propagates, as in the C++ loop's running maximum
+            moves.logical_or_(v.ne(v))
+        tap = tap.maximum(moves.mul_(t))  # t where it moves, else unchanged: every earlier tap is below t
+        best = new_best
+    tap = tap.to(dtype)
     if channels_last:
         return best.permute(0, 3, 1, 2), tap.permute(0, 3, 1, 2)
     return best, tap

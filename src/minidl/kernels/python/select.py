@@ -1,12 +1,20 @@
 """Selection by bit masks: t where a condition holds, else exactly 0, in one cheap integer pass (where() and
-masked_fill() take several times longer on the CPU)."""
+masked_fill() take several times longer on the CPU). The conditions come as 1.0 / 0.0 from in-place float
+comparisons (t.clone().le_(0)), which are several times faster than comparisons into new bool tensors."""
 from torch import empty
 
-_INT = {empty(0).float().dtype: empty(0).int().dtype, empty(0).double().dtype: empty(0).long().dtype}
+INTEGER_OF = {empty(0).float().dtype: empty(0).int().dtype, empty(0).double().dtype: empty(0).long().dtype}
 
 
 def kept_where(t, keep):
-    """t where keep (a bool tensor of t's shape) is True, else +0.0; NaN and infinities pass through unchanged."""
-    integer = _INT[t.dtype]  # an integer type of t's width: all ones keeps t's bits, zero clears them
+    """t where keep (bool, or 1.0 / 0.0, of t's shape) is true, else +0.0; NaN and infinities pass through unchanged."""
+    integer = INTEGER_OF[t.dtype]  # an integer type of t's width: all ones keeps t's bits, zero clears them
     bits = keep.to(integer).neg_()
+    return bits.bitwise_and_(t.view(integer)).view(t.dtype)
+
+
+def dropped_where(t, drop):
+    """t where drop (1.0 / 0.0 of t's shape) is 0.0, else +0.0; NaN and infinities pass through unchanged."""
+    integer = INTEGER_OF[t.dtype]
+    bits = drop.to(integer).sub_(1)  # 0 -> all ones, 1 -> 0
     return bits.bitwise_and_(t.view(integer)).view(t.dtype)
