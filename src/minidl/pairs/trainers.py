@@ -13,7 +13,7 @@ import minidl as dl
 
 
 # Pairs per evaluation batch: the activations of 250 stay in cache, where 1,000's spill (torch's eval of
-# siamese_aux at 1,000 took 1.6x as long on a 2-core AMD EPYC; minidl's im2col is chunked and does not mind).
+# siamese_aux at 1,000 took 1.6x as long on a 2-core AMD EPYC: docs/performance.md, tools/conv_chunks_bench.py).
 EVAL_BATCH = 250
 
 
