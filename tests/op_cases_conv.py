@@ -1,5 +1,19 @@
-"""The convolution ops' cases for opcheck and the direct-call tests (tests/op_cases.py)."""
+"""The convolution ops' cases for opcheck and the direct-call tests (tests/op_cases.py), and the conv tests' helpers."""
 import torch
+
+
+def config_id(c):
+    """A test id for (N, C, H, W, O, KH, KW, stride, padding)."""
+    return "x".join(map(str, c[:4])) + f"-o{c[4]}-k{c[5]}{c[6]}-s{c[7][0]}{c[7][1]}-p{c[8][0]}{c[8][1]}"
+
+
+def autograd_reference(x, w, b, gy, stride, padding):
+    """torch.nn.functional.conv2d and autograd: (y, grad_weight, grad_bias, grad_input)."""
+    x, w, b = (t.detach().clone().requires_grad_() for t in (x, w, b))
+    with torch.enable_grad():
+        y = torch.nn.functional.conv2d(x, w, b, stride, padding)
+        y.backward(gy)
+    return y.detach(), w.grad, b.grad, x.grad
 
 
 def conv_cases(device):

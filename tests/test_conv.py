@@ -6,6 +6,7 @@ import torch
 
 import minidl as dl
 from conftest import assert_within_float32_sum_bound, require_cpp
+from op_cases_conv import config_id
 
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA"))]
 F64 = dict(rtol=1e-10, atol=1e-10)
@@ -23,10 +24,6 @@ CONFIGS = [
     (4, 32, 6, 6, 64, 3, 3, (1, 1), (0, 0)),  # and its second
 ]
 LAYOUTS = ["contiguous", "channels_last", "strided", "weight_channels_last"]
-
-
-def _config_id(c):
-    return "x".join(map(str, c[:4])) + f"-o{c[4]}-k{c[5]}{c[6]}-s{c[7][0]}{c[7][1]}-p{c[8][0]}{c[8][1]}"
 
 
 def reference(x, w, b, gy, stride, padding):
@@ -75,7 +72,7 @@ def expected_channels_last(x, w):
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-@pytest.mark.parametrize("config", CONFIGS, ids=_config_id)
+@pytest.mark.parametrize("config", CONFIGS, ids=config_id)
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("bias", [True, False])
 def test_ops_match_autograd(ops, device, dtype, config, layout, bias):

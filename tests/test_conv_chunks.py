@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from conftest import assert_within_float32_sum_bound, require_cpp
+from op_cases_conv import autograd_reference, config_id
 
 F64 = dict(rtol=1e-12, atol=1e-12)
 # (N, C, H, W, O, KH, KW, stride, padding)
@@ -16,10 +17,6 @@ CONFIGS = [
 ]
 # Window-matrix bytes per chunk, in images of each config: whole batch, one image, uneven chunks.
 CHUNKS = {"whole": lambda per_image: 0, "one": lambda per_image: 1, "three": lambda per_image: 3 * per_image + 1}
-
-
-def _id(c):
-    return "x".join(map(str, c[:4])) + f"-o{c[4]}-k{c[5]}{c[6]}-s{c[7][0]}{c[7][1]}-p{c[8][0]}{c[8][1]}"
 
 
 @pytest.fixture(autouse=True)
@@ -66,28 +63,20 @@ def run(x, w, b, gy, stride, padding, bytes_):
     return y, gw - 1, gb - 1, gx
 
 
-def reference(x, w, b, gy, stride, padding):
-    x, w, b = (t.detach().clone().requires_grad_() for t in (x, w, b))
-    with torch.enable_grad():
-        y = torch.nn.functional.conv2d(x, w, b, stride, padding)
-        y.backward(gy)
-    return y.detach(), w.grad, b.grad, x.grad
-
-
 @pytest.mark.parametrize("chunks", list(CHUNKS))
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
-@pytest.mark.parametrize("config", CONFIGS, ids=_id)
+@pytest.mark.parametrize("config", CONFIGS, ids=config_id)
 def test_chunks_match_autograd_float64(config, layout, chunks):
     stride, padding = config[7], config[8]
     x, w, b, gy = inputs(config, torch.float64, layout)
     got = run(x, w, b, gy, stride, padding, CHUNKS[chunks](per_image_bytes(config, torch.float64)))
-    for what, g, want in zip(("y", "grad_weight", "grad_bias", "grad_input"), got, reference(x, w, b, gy, stride,
+    for what, g, want in zip(("y", "grad_weight", "grad_bias", "grad_input"), got, autograd_reference(x, w, b, gy, stride,
                                                                                               padding)):
         torch.testing.assert_close(g, want, **F64, msg=lambda m: f"{what}: {m}")
 
 
 @pytest.mark.parametrize("chunks", ["one", "three"])
-@pytest.mark.parametrize("config", CONFIGS, ids=_id)
+@pytest.mark.parametrize("config", CONFIGS, ids=config_id)
 def test_chunks_match_the_whole_batch_float32(config, chunks):
     stride, padding = config[7], config[8]
     n, c, h, wd, o, kh, kw = config[:7]
@@ -96,7 +85,7 @@ def test_chunks_match_the_whole_batch_float32(config, chunks):
     whole = run(x, w, b, gy, stride, padding, 0)
     torch.testing.assert_close(got[0], whole[0], rtol=0, atol=0)  # a row's product does not see the chunks
     d = [t.double() for t in (x, w, b, gy)]
-    want, mags = reference(*d, stride, padding), reference(*[t.abs() for t in d], stride, padding)
+    want, mags = autograd_reference(*d, stride, padding), autograd_reference(*[t.abs() for t in d], stride, padding)
     positions = gy.shape[0] * gy.shape[2] * gy.shape[3]
     assert_within_float32_sum_bound(got[1], want[1], mags[1], positions, "grad_weight")
     assert_within_float32_sum_bound(got[3], want[3], mags[3], o * kh * kw, "grad_input")

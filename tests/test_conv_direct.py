@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from conftest import assert_within_float32_sum_bound, require_cpp
+from op_cases_conv import autograd_reference, config_id
 
 F64 = dict(rtol=1e-12, atol=1e-12)
 # (N, C, H, W, O, KH, KW, stride, padding): few taps, so the direct loops take them
@@ -21,10 +22,6 @@ CONFIGS = [
     (3, 2, 5, 13, 9, 3, 3, (1, 1), (1, 1)),
     (4, 3, 8, 8, 64, 1, 3, (2, 2), (0, 1)),
 ]
-
-
-def _id(c):
-    return "x".join(map(str, c[:4])) + f"-o{c[4]}-k{c[5]}{c[6]}-s{c[7][0]}{c[7][1]}-p{c[8][0]}{c[8][1]}"
 
 
 @pytest.fixture(autouse=True)
@@ -74,29 +71,21 @@ def run(x, w, b, gy, stride, padding, input_grad=False):
     return y, gw, gb, gx
 
 
-def reference(x, w, b, gy, stride, padding):
-    x, w, b = (t.detach().clone().requires_grad_() for t in (x, w, b))
-    with torch.enable_grad():
-        y = torch.nn.functional.conv2d(x, w, b, stride, padding)
-        y.backward(gy)
-    return y.detach(), w.grad, b.grad, x.grad
-
-
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
-@pytest.mark.parametrize("config", CONFIGS, ids=_id)
+@pytest.mark.parametrize("config", CONFIGS, ids=config_id)
 def test_direct_matches_torch(dtype, layout, config):
     stride, padding = config[7], config[8]
     x, w, b, gy = inputs(config, dtype, layout)
     y, gw, gb, gx = run(x, w, b, gy, stride, padding, input_grad=True)
     assert y.shape == gy.shape and gw.shape == w.shape
     if dtype == torch.float64:
-        for got, want in zip((y, gw, gb, gx), reference(x, w, b, gy, stride, padding)):
+        for got, want in zip((y, gw, gb, gx), autograd_reference(x, w, b, gy, stride, padding)):
             torch.testing.assert_close(got, want, **F64)
         return
     n, c, h, wd, o, kh, kw = config[:7]
     d = [t.double() for t in (x, w, b, gy)]
-    want, mags = reference(*d, stride, padding), reference(*[t.abs() for t in d], stride, padding)
+    want, mags = autograd_reference(*d, stride, padding), autograd_reference(*[t.abs() for t in d], stride, padding)
     positions = gy.shape[0] * gy.shape[2] * gy.shape[3]
     assert_within_float32_sum_bound(y, want[0], mags[0], c * kh * kw + 1, "y")
     assert_within_float32_sum_bound(gw, want[1], mags[1], positions, "grad_weight")
@@ -104,7 +93,7 @@ def test_direct_matches_torch(dtype, layout, config):
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-@pytest.mark.parametrize("config", CONFIGS, ids=_id)
+@pytest.mark.parametrize("config", CONFIGS, ids=config_id)
 def test_direct_matches_im2col(dtype, config):
     stride, padding = config[7], config[8]
     x, w, b, gy = inputs(config, dtype, "channels_last", seed=1)
@@ -118,7 +107,7 @@ def test_direct_matches_im2col(dtype, config):
     assert got[3].shape == want[3].shape == (0,)
 
 
-@pytest.mark.parametrize("config", [CONFIGS[0], CONFIGS[3], CONFIGS[5]], ids=_id)
+@pytest.mark.parametrize("config", [CONFIGS[0], CONFIGS[3], CONFIGS[5]], ids=config_id)
 def test_direct_results_do_not_depend_on_the_thread_count(config):
     stride, padding = config[7], config[8]
     x, w, b, gy = inputs(config, torch.float32, "channels_last", seed=2)
@@ -134,7 +123,7 @@ def test_direct_accumulates_into_strided_gradients():
     config = CONFIGS[3]
     stride, padding = config[7], config[8]
     x, w, b, gy = inputs(config, torch.float64, "contiguous")
-    _, gw_ref, gb_ref, _ = reference(x, w, b, gy, stride, padding)
+    _, gw_ref, gb_ref, _ = autograd_reference(x, w, b, gy, stride, padding)
     gw = torch.ones(w.shape[0], w.shape[1], w.shape[2], 2 * w.shape[3], dtype=w.dtype)[..., ::2]
     gb = torch.ones(2 * w.shape[0], dtype=w.dtype)[::2]
     torch.ops.minidl.conv2d_backward(gy, x, w, gw, gb, stride, padding, False)
