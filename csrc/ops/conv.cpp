@@ -192,6 +192,7 @@ at::Tensor conv2d_backward(const at::Tensor& grad_output, const at::Tensor& inpu
   if (input_grad) grad_input = new_image(s.n, s.c, s.h, s.w, weight.options(), output_format(input, weight));
   const int64_t chunk = chunk_images(input, s), per_image = s.oh * s.ow;
   at::Tensor cols = new_buffer({std::min(chunk, s.n) * per_image, s.taps()}, weight.options());
+  const at::Tensor w = weight_matrix(weight);
   at::Tensor taps_by_out;  // the weight gradient as [KH*KW*C, O], summed over the chunks in order
   for (int64_t n0 = 0; n0 < s.n; n0 += chunk) {
     ConvShape part = s;
@@ -214,10 +215,10 @@ at::Tensor conv2d_backward(const at::Tensor& grad_output, const at::Tensor& inpu
     at::Tensor part_grad = grad_input.narrow(0, n0, part.n);
     if (s.taps() < s.o) {
       at::Tensor tap_major = part_cols.view({s.taps(), part.positions()});
-      at::mm_out(tap_major, weight_matrix(weight).t(), part_rows.t());
+      at::mm_out(tap_major, w.t(), part_rows.t());
       col2im(tap_major.t(), part, part_grad);
     } else {
-      at::mm_out(part_cols, part_rows, weight_matrix(weight));
+      at::mm_out(part_cols, part_rows, w);
       col2im(part_cols, part, part_grad);
     }
   }
