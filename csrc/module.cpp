@@ -23,13 +23,20 @@ PyObject* empty_cpu_cache(PyObject*, PyObject*) {
   Py_RETURN_NONE;
 }
 
-PyObject* set_cpu_cache_limit(PyObject*, PyObject* arg) {
-  const long long bytes = PyLong_AsLongLong(arg);
-  if (bytes == -1 && PyErr_Occurred()) return nullptr;
-  if (bytes < 0) {
-    PyErr_Format(PyExc_ValueError, "minidl.set_cpu_cache_limit: expected a limit >= 0 bytes, got %lld", bytes);
-    return nullptr;
+// A count of bytes >= 0 from ARG into *bytes; false with a Python error set (ValueError naming WHAT) if not.
+bool byte_count(PyObject* arg, const char* what, long long* bytes) {
+  *bytes = PyLong_AsLongLong(arg);
+  if (*bytes == -1 && PyErr_Occurred()) return false;
+  if (*bytes < 0) {
+    PyErr_Format(PyExc_ValueError, "%s: expected bytes >= 0, got %lld", what, *bytes);
+    return false;
   }
+  return true;
+}
+
+PyObject* set_cpu_cache_limit(PyObject*, PyObject* arg) {
+  long long bytes = 0;
+  if (!byte_count(arg, "minidl.set_cpu_cache_limit", &bytes)) return nullptr;
   minidl::cpu::set_cache_limit(bytes);
   Py_RETURN_NONE;
 }
@@ -69,12 +76,8 @@ PyObject* set_conv_direct(PyObject*, PyObject* arg) {
 
 // For tests: _set_conv_chunk_bytes(bytes) -> the old value (0: im2col over the whole batch at once).
 PyObject* set_conv_chunk_bytes(PyObject*, PyObject* arg) {
-  const long long bytes = PyLong_AsLongLong(arg);
-  if (bytes == -1 && PyErr_Occurred()) return nullptr;
-  if (bytes < 0) {
-    PyErr_Format(PyExc_ValueError, "_set_conv_chunk_bytes: expected bytes >= 0, got %lld", bytes);
-    return nullptr;
-  }
+  long long bytes = 0;
+  if (!byte_count(arg, "_set_conv_chunk_bytes", &bytes)) return nullptr;
   return PyLong_FromLongLong(minidl::set_conv_chunk_bytes(bytes));
 }
 

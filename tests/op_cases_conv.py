@@ -1,5 +1,20 @@
 """The convolution ops' cases for opcheck and the direct-call tests (tests/op_cases.py), and the conv tests' helpers."""
+import contextlib
+
 import torch
+
+
+@contextlib.contextmanager
+def extension_setting(setter, value):
+    """The block with minidl._C's test setting `setter` (e.g. "_set_conv_direct") at value, then the old one back."""
+    import minidl._C
+
+    set_value = getattr(minidl._C, setter)
+    old = set_value(value)
+    try:
+        yield
+    finally:
+        set_value(old)
 
 
 def config_id(c):

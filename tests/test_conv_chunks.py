@@ -1,12 +1,11 @@
 """The CPU convolution's im2col in chunks of images (csrc/ops/conv.cpp, chunk_bytes) against the whole
 batch in one window matrix and against torch.nn.functional.conv2d + autograd (minidl._C._set_conv_chunk_bytes)."""
-import contextlib
 
 import pytest
 import torch
 
 from conftest import assert_within_float32_sum_bound, require_cpp
-from op_cases_conv import autograd_reference, config_id
+from op_cases_conv import autograd_reference, config_id, extension_setting
 
 F64 = dict(rtol=1e-12, atol=1e-12)
 # (N, C, H, W, O, KH, KW, stride, padding)
@@ -24,15 +23,8 @@ def cpp():
     require_cpp()
 
 
-@contextlib.contextmanager
 def chunk_bytes(n):
-    import minidl._C
-
-    old = minidl._C._set_conv_chunk_bytes(n)
-    try:
-        yield
-    finally:
-        minidl._C._set_conv_chunk_bytes(old)
+    return extension_setting("_set_conv_chunk_bytes", n)
 
 
 def inputs(config, dtype, layout, seed=0):

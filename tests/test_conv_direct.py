@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from conftest import assert_within_float32_sum_bound, require_cpp
-from op_cases_conv import autograd_reference, config_id
+from op_cases_conv import autograd_reference, config_id, extension_setting
 
 F64 = dict(rtol=1e-12, atol=1e-12)
 # (N, C, H, W, O, KH, KW, stride, padding): few taps, so the direct loops take them
@@ -29,15 +29,8 @@ def cpp():
     require_cpp()
 
 
-@contextlib.contextmanager
 def direct(enabled):
-    import minidl._C
-
-    old = minidl._C._set_conv_direct(enabled)
-    try:
-        yield
-    finally:
-        minidl._C._set_conv_direct(old)
+    return extension_setting("_set_conv_direct", enabled)
 
 
 @contextlib.contextmanager
