@@ -39,11 +39,39 @@ void conv_direct_forward(const at::Tensor& input, const at::Tensor& weight, cons
 // if given, += rows' column sums. Either of any strides.
 void conv_direct_weight_grad(const at::Tensor& rows, const at::Tensor& input, const ConvShape& s,
                              at::Tensor& grad_weight, const c10::optional<at::Tensor>& grad_bias);
+
+// Winograd's F(2x2, 3x3) (winograd.cpp) for 3x3 kernels of stride 1 without padding and an even output size
+// (winograd_fits); P = N * OH/2 * OW/2 tiles, all tensors but the weights and the input/output contiguous.
+bool winograd_fits(const ConvShape& s);
+// U [16, C, O]: the transformed weight [O, C, 3, 3] (any strides).
+void winograd_weight(const at::Tensor& weight, at::Tensor& U);
+// V [16, P, C]: the input's transformed tiles.
+void winograd_input(const at::Tensor& input, const ConvShape& s, at::Tensor& V);
+// rows [N*OH*OW, O] (the output channels-last, written) from the 16 products M [16, P, O], plus bias.
+void winograd_output(const at::Tensor& M, const ConvShape& s, const c10::optional<at::Tensor>& bias,
+                     at::Tensor& rows);
+// dM [16, P, O] from the output's gradient as rows [N*OH*OW, O].
+void winograd_grad_output(const at::Tensor& rows, const ConvShape& s, at::Tensor& dM);
+// grad_input [N, C, H, W] (any strides, written) from dV [16, P, C].
+void winograd_grad_input(const at::Tensor& dV, const ConvShape& s, at::Tensor& grad_input);
+// grad_weight [O, C, 3, 3] (any strides) += the weight gradient from dU [16, C, O].
+void winograd_grad_weight(const at::Tensor& dU, at::Tensor& grad_weight);
 }  // namespace cpu
+
+// Winograd's F(2x2, 3x3) through ATen's matrix products (ops/conv_winograd.cpp), `chunk` images at a time, on
+// the CPU: rows [N*OH*OW, O] (the output channels-last, written); and from the output's gradient as contiguous
+// rows, the weight gradient (added) and grad_input (any strides, written) when it is defined.
+void winograd_forward(const at::Tensor& input, const at::Tensor& weight, const c10::optional<at::Tensor>& bias,
+                      const ConvShape& s, int64_t chunk, at::Tensor& rows);
+void winograd_backward(const at::Tensor& rows, const at::Tensor& input, const at::Tensor& weight,
+                       at::Tensor& grad_weight, const ConvShape& s, int64_t chunk, at::Tensor& grad_input);
 
 // For tests (minidl._C._set_conv_direct): whether CPU convolutions may take the direct loops (on by
 // default); returns the previous setting.
 bool set_conv_direct(bool enabled);
+// For tests (minidl._C._set_conv_winograd): whether CPU convolutions may take Winograd's F(2x2, 3x3) (on by
+// default); returns the previous setting.
+bool set_conv_winograd(bool enabled);
 // For tests (minidl._C._set_conv_chunk_bytes): the CPU's window-matrix bytes per chunk of images (0: the
 // whole batch in one); returns the previous value.
 int64_t set_conv_chunk_bytes(int64_t bytes);

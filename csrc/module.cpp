@@ -74,6 +74,13 @@ PyObject* set_conv_direct(PyObject*, PyObject* arg) {
   return PyBool_FromLong(minidl::set_conv_direct(enabled != 0));
 }
 
+// For tests: _set_conv_winograd(enabled) -> the old setting (3x3 CPU convolutions by Winograd or im2col).
+PyObject* set_conv_winograd(PyObject*, PyObject* arg) {
+  const int enabled = PyObject_IsTrue(arg);
+  if (enabled < 0) return nullptr;
+  return PyBool_FromLong(minidl::set_conv_winograd(enabled != 0));
+}
+
 // For tests: _set_conv_chunk_bytes(bytes) -> the old value (0: im2col over the whole batch at once).
 PyObject* set_conv_chunk_bytes(PyObject*, PyObject* arg) {
   long long bytes = 0;
@@ -88,6 +95,8 @@ PyMethodDef methods[] = {
     {"_streaming_setting", streaming_setting, METH_NOARGS, "(isa, min_bytes, best isa, {isa: loop calls}) of streaming stores"},
     {"_set_streaming", set_streaming, METH_VARARGS, "Stream outputs of >= min_bytes with isa; returns the old pair."},
     {"_set_conv_direct", set_conv_direct, METH_O, "Let CPU convolutions take the direct loops; returns the old setting."},
+    {"_set_conv_winograd", set_conv_winograd, METH_O,
+     "Let 3x3 CPU convolutions take Winograd; returns the old setting."},
     {"_set_conv_chunk_bytes", set_conv_chunk_bytes, METH_O, "im2col bytes per chunk of images on the CPU; returns the old value."},
     {nullptr, nullptr, 0, nullptr}};
 

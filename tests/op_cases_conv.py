@@ -32,7 +32,8 @@ def autograd_reference(x, w, b, gy, stride, padding):
 
 
 def conv_cases(device):
-    """conv2d_forward and conv2d_backward in float32 and float64: bias or not, strides, padding, channels-last."""
+    """conv2d_forward and conv2d_backward in float32 and float64: bias or not, strides, padding, channels-last,
+    a shape for Winograd."""
     torch.manual_seed(4)
     cases = []
     for dtype in (torch.float32, torch.float64):
@@ -51,4 +52,9 @@ def conv_cases(device):
             ("conv2d_backward", (gy_s, x_cl, w, torch.zeros_like(w), None, [2, 1], [1, 2])),
             ("conv2d_backward", (gy, x, w, torch.zeros_like(w), torch.zeros_like(b), [1, 1], [0, 0], False)),
         ]
+        # 3x3, stride 1, 8 channels: Winograd's F(2x2, 3x3) on the CPU
+        xw = randn(2, 8, 6, 6).contiguous(memory_format=torch.channels_last)
+        ww, gyw = randn(4, 8, 3, 3), randn(2, 4, 4, 4)
+        cases += [("conv2d_forward", (xw, ww, randn(4), [1, 1], [0, 0])),
+                  ("conv2d_backward", (gyw, xw, ww, torch.zeros_like(ww), None, [1, 1], [0, 0]))]
     return cases

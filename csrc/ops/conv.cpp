@@ -1,7 +1,9 @@
 // Conv2d forward and backward, CPU and CUDA: the device's im2col/col2im (conv.h) around matrix
 // products through ATen, a chunk of images at a time on the CPU (see chunk_bytes): cols [n*OH*OW,
 // KH*KW*C] times the weight as [O, KH*KW*C] (channel fastest) gives those images' output rows
-// channels-last; a contiguous output is one transposing copy of them.
+// channels-last; a contiguous output is one transposing copy of them. On the CPU two shapes take
+// other algorithms: kernels of few taps direct loops (cpu/conv_direct.cpp), 3x3 stride-1 kernels
+// Winograd's F(2x2, 3x3) (cpu/winograd.cpp, ops/conv_winograd.cpp); use_direct and use_winograd decide.
 #include <ATen/core/Tensor.h>
 #include <ATen/core/grad_mode.h>
 #include <ATen/ops/addmm.h>
@@ -126,9 +128,28 @@ int64_t chunk_images(const at::Tensor& input, const ConvShape& s) {
   return std::max<int64_t>(budget / per_image, 1);
 }
 
+std::atomic<bool> winograd_enabled{true};
+
+// Winograd's F(2x2, 3x3) (cpu/winograd.cpp) where it fits and direct loops do not: 2.25x fewer products.
+bool use_winograd(const at::Tensor& input, const ConvShape& s) {
+  return input.is_cpu() && !use_direct(input, s) && cpu::winograd_fits(s) &&
+         winograd_enabled.load(std::memory_order_relaxed);
+}
+
+// Images per chunk of Winograd's tiles: the chunk's transformed tiles or products ([16, tiles, max(C, O)]) within
+// chunk_bytes, as im2col's matrix.
+int64_t winograd_chunk(const ConvShape& s, int64_t element_size) {
+  const int64_t budget = chunk_bytes.load(std::memory_order_relaxed);
+  if (budget <= 0) return std::max<int64_t>(s.n, 1);
+  const int64_t per_image = std::max<int64_t>(16 * (s.oh / 2) * (s.ow / 2) * std::max(s.c, s.o) * element_size, 1);
+  return std::max<int64_t>(budget / per_image, 1);
+}
+
 }  // namespace
 
 bool set_conv_direct(bool enabled) { return direct_enabled.exchange(enabled); }
+
+bool set_conv_winograd(bool enabled) { return winograd_enabled.exchange(enabled); }
 
 int64_t set_conv_chunk_bytes(int64_t bytes) { return chunk_bytes.exchange(bytes); }
 
@@ -146,8 +167,11 @@ at::Tensor conv2d_forward(const at::Tensor& input, const at::Tensor& weight, con
   if (output.numel() == 0) return output;
   const bool direct = format == at::MemoryFormat::ChannelsLast;
   at::Tensor rows = direct ? as_rows(output) : new_buffer({s.positions(), s.o}, weight.options());
-  if (use_direct(input, s)) {
-    cpu::conv_direct_forward(input, weight, bias, s, rows);
+  if (use_direct(input, s) || use_winograd(input, s)) {
+    if (use_direct(input, s)) cpu::conv_direct_forward(input, weight, bias, s, rows);
+    if (use_winograd(input, s)) {
+      winograd_forward(input, weight, bias, s, winograd_chunk(s, weight.element_size()), rows);
+    }
     if (!direct) rows_to_contiguous(rows, s, output);
     return output;
   }
@@ -190,6 +214,15 @@ at::Tensor conv2d_backward(const at::Tensor& grad_output, const at::Tensor& inpu
   if (direct && !input_grad) return at::empty({0}, weight.options());
   at::Tensor grad_input;
   if (input_grad) grad_input = new_image(s.n, s.c, s.h, s.w, weight.options(), output_format(input, weight));
+  if (use_winograd(input, s) && s.positions() > 0) {
+    winograd_backward(rows.contiguous(), input, weight, grad_weight, s, winograd_chunk(s, weight.element_size()),
+                      grad_input);
+    if (grad_bias.has_value()) {
+      at::Tensor gb = *grad_bias;
+      gb.add_(rows.sum(0));
+    }
+    return input_grad ? grad_input : at::empty({0}, weight.options());
+  }
   const int64_t chunk = chunk_images(input, s), per_image = s.oh * s.ow;
   at::Tensor cols = new_buffer({std::min(chunk, s.n) * per_image, s.taps()}, weight.options());
   const at::Tensor w = weight_matrix(weight);
