@@ -43,6 +43,8 @@ void conv_direct_weight_grad(const at::Tensor& rows, const at::Tensor& input, co
 // Winograd's F(2x2, 3x3) (winograd.cpp) for 3x3 kernels of stride 1 without padding and an even output size
 // (winograd_fits); P = N * OH/2 * OW/2 tiles, all tensors but the weights and the input/output contiguous.
 bool winograd_fits(const ConvShape& s);
+// Channels (or filters) per step of the transforms' loops, whose fixed trip counts compile to vector code.
+constexpr int64_t kWinogradBlock = 16;
 // U [16, C, O]: the transformed weight [O, C, 3, 3] (any strides).
 void winograd_weight(const at::Tensor& weight, at::Tensor& U);
 // V [16, P, C]: the input's transformed tiles.

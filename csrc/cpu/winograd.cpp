@@ -31,7 +31,7 @@ namespace {
 
 // Channels per step of the tile loops: each step's loops have a fixed trip count over contiguous channels and
 // keep their intermediate values in local arrays, so that they compile to vector instructions.
-constexpr int64_t kBlock = 16;
+constexpr int64_t kBlock = kWinogradBlock;
 
 // V[xi][p][c0 + k] (xi = 4 i + j, planes vs apart) = (B' d B)[i][j] for the channels k < m of a block; x: the
 // tile's first element at channel c0.
