@@ -1,8 +1,8 @@
 // Winograd's F(2x2, 3x3) for 3x3 stride-1 convolutions on the CPU (Lavin and Gray, "Fast Algorithms for
 // Convolutional Neural Networks", 2016). Each 2x2 block of outputs comes from a 4x4 tile of the input: in the
 // transformed domain, tile V = B'dB and filter U = GgG' meet in 16 elementwise products, each summed over the
-// input channels, which for all tiles at once is 16 matrix products [tiles, C] x [C, O] (ops/conv.cpp runs them
-// through ATen); Y = A'MA takes the 16 sums back to the 2x2 outputs. That is 16 multiplications per tile
+// input channels, which for all tiles at once is 16 matrix products [tiles, C] x [C, O] (ops/conv_winograd.cpp
+// runs them through ATen); Y = A'MA takes the 16 sums back to the 2x2 outputs. That is 16 multiplications per tile
 // and channel pair where direct convolution takes 36: the products shrink 2.25x. The transforms are additions
 // and halvings only. The backward is the same algorithm's adjoint: dM = A dY A', dV = dM U', dx = B dV B'
 // (tiles overlap by 2 and add up), dU = V'dM, dg = G'dU G.
@@ -12,8 +12,8 @@
 //        [0 -1  1  0]        [1/2 -1/2  1/2]
 //        [0  1  0 -1]        [0    0    1 ]
 //
-// Every loop runs over channels innermost (channels-last rows), each output element is written by one thread in
-// a fixed order, so results do not depend on the thread count.
+// Every transform loop runs over channels innermost (channels-last rows), and each of its output elements is
+// written by one thread in a fixed order, so the transforms' results do not depend on the thread count.
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
@@ -249,7 +249,11 @@ void winograd_grad_input(const at::Tensor& dV, const ConvShape& s, at::Tensor& g
           for (int64_t w = 0; w < s.w; ++w) {
             const T* src = buffer.data() + h * row + w * s.c;
             T* d = dst + h * g[2] + w * g[3];
-            for (int64_t c = 0; c < s.c; ++c) d[c * g[1]] = src[c];
+            if (g[1] == 1) {
+              std::copy(src, src + s.c, d);  // channels-last: one run per pixel
+            } else {
+              for (int64_t c = 0; c < s.c; ++c) d[c * g[1]] = src[c];
+            }
           }
       }
     });

@@ -167,10 +167,12 @@ at::Tensor conv2d_forward(const at::Tensor& input, const at::Tensor& weight, con
   if (output.numel() == 0) return output;
   const bool direct = format == at::MemoryFormat::ChannelsLast;
   at::Tensor rows = direct ? as_rows(output) : new_buffer({s.positions(), s.o}, weight.options());
-  if (use_direct(input, s) || use_winograd(input, s)) {
-    if (use_direct(input, s)) cpu::conv_direct_forward(input, weight, bias, s, rows);
-    if (use_winograd(input, s)) {
+  const bool winograd = use_winograd(input, s);
+  if (use_direct(input, s) || winograd) {
+    if (winograd) {
       winograd_forward(input, weight, bias, s, winograd_chunk(s, weight.element_size()), rows);
+    } else {
+      cpu::conv_direct_forward(input, weight, bias, s, rows);
     }
     if (!direct) rows_to_contiguous(rows, s, output);
     return output;
