@@ -47,8 +47,9 @@ def per_image_bytes(config, dtype):
 
 
 def run(x, w, b, gy, stride, padding, bytes_):
-    """minidl's (y, grad_weight, grad_bias, grad_input) with `bytes_` per chunk; gradients added to ones."""
-    with chunk_bytes(bytes_):
+    """minidl's (y, grad_weight, grad_bias, grad_input) with `bytes_` per chunk, im2col where Winograd would run
+    (test_conv_winograd.py chunks that); gradients added to ones."""
+    with chunk_bytes(bytes_), extension_setting("_set_conv_winograd", False):
         y = torch.ops.minidl.conv2d_forward(x, w, b, stride, padding)
         gw, gb = torch.ones_like(w), torch.ones_like(b)
         gx = torch.ops.minidl.conv2d_backward(gy, x, w, gw, gb, stride, padding, True)
