@@ -11,8 +11,8 @@ from test_conv import LAYOUTS, expected_channels_last, make_inputs, reference
 F64 = dict(rtol=1e-12, atol=1e-12)
 # (N, C, H, W, O, KH, KW, stride, padding): each past the direct loops' taps (C > 3) and fitting Winograd
 CONFIGS = [
-    (4, 32, 6, 6, 64, 3, 3, (1, 1), (0, 0)),  # the study's second layer: one row of 2 x 2 tiles
-    (3, 5, 6, 8, 7, 3, 3, (1, 1), (0, 0)),  # channels short of a block of 16 on both sides
+    (4, 32, 6, 6, 64, 3, 3, (1, 1), (0, 0)),  # the study's second layer: 2 x 2 tiles per image
+    (3, 5, 6, 8, 7, 3, 3, (1, 1), (0, 0)),  # 2 x 3 tiles; channels short of a block of 16 on both sides
     (2, 40, 10, 6, 19, 3, 3, (1, 1), (0, 0)),  # 4 x 2 tiles, blocks of 16 with a tail
     (1, 17, 4, 4, 33, 3, 3, (1, 1), (0, 0)),  # a single tile
 ]
