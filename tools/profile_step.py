@@ -20,6 +20,16 @@ from minidl.pairs.train import TrainConfig
 from minidl.pairs.trainers import MinidlTrainer
 
 
+def study_step(model):
+    """One training step of a study model at batch 100 as the study takes it (an epoch of one batch), seeded."""
+    torch.manual_seed(0)
+    trainer = MinidlTrainer(build_model(model, "minidl"), TrainConfig(cosine=False), "cpu")
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(100, 2, 14, 14, generator=g), torch.randint(0, 2, (100,), generator=g)
+    c, order = torch.randint(0, 10, (100, 2), generator=g), torch.arange(100)
+    return lambda: trainer.epoch(x, y, c, order)
+
+
 def profiled(run, steps):
     """[(op, calls, seconds)] of self CPU time under torch.profiler, and their total."""
     with profile() as prof:
@@ -73,15 +83,11 @@ def main():
     if args.backend:
         minidl.set_backend(args.backend)
     torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    trainer = MinidlTrainer(build_model(args.model, "minidl"), TrainConfig(cosine=False), "cpu")
-    g = torch.Generator().manual_seed(0)
-    x, y = torch.randn(100, 2, 14, 14, generator=g), torch.randint(0, 2, (100,), generator=g)
-    c, order = torch.randint(0, 10, (100, 2), generator=g), torch.arange(100)
+    step = study_step(args.model)
 
     def run(steps):
         for _ in range(steps):
-            trainer.epoch(x, y, c, order)
+            step()
     run(20)  # warm up: caches, allocator, Adam's state
     faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     rows, total = (profiled if args.clock == "profiler" else timed_kernels)(run, args.steps)

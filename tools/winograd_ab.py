@@ -12,9 +12,7 @@ import torch
 
 import minidl._C
 from minidl.kernels import cpp
-from minidl.pairs import build_model
-from minidl.pairs.train import TrainConfig
-from minidl.pairs.trainers import MinidlTrainer
+from profile_step import study_step  # tools/, the script's own folder
 
 ALGORITHMS = {"im2col": False, "winograd": True}
 
@@ -38,16 +36,6 @@ def layer_calls(images):
             "backward": lambda: cpp.conv2d_backward(gy, x, w, gw, None, [1, 1], [0, 0], True)}
 
 
-def step_call(name):
-    """One training step (an epoch of one batch) of a study model, as the study trains it."""
-    torch.manual_seed(0)
-    trainer = MinidlTrainer(build_model(name, "minidl"), TrainConfig(cosine=False), "cpu")
-    g = torch.Generator().manual_seed(0)
-    x, y = torch.randn(100, 2, 14, 14, generator=g), torch.randint(0, 2, (100,), generator=g)
-    c, order = torch.randint(0, 10, (100, 2), generator=g), torch.arange(100)
-    return lambda: trainer.epoch(x, y, c, order)
-
-
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rounds", type=int, default=5)
@@ -56,7 +44,7 @@ def main():
     torch.set_num_threads(args.threads)
     cases = [(f"conv 32->64, {n} images, {what}", fn, 100) for n in (100, 200)
              for what, fn in layer_calls(n).items()]
-    cases += [(f"{name} training step", step_call(name), 60) for name in ("convnet", "siamese_aux")]
+    cases += [(f"{name} training step", study_step(name), 60) for name in ("convnet", "siamese_aux")]
     times = {(case, a): [] for case, _, _ in cases for a in ALGORITHMS}
     for _ in range(args.rounds):
         for case, fn, calls in cases:
