@@ -3,12 +3,14 @@
 glibc returns blocks over 32 MiB to the operating system on free, and trims the freed top of its
 heap once a few MiB are free, so fresh outputs (a training step's activations among them) would be
 page-faulted and zeroed again and again; the cache keeps up to `MINIDL_CPU_CACHE_MB` (default 256)
-MiB of freed blocks for reuse. The Python kernels allocate through torch, not through this cache
-(docs/performance.md measures what their page faults cost).
+MiB of freed blocks for reuse. The Python kernels allocate their outputs through torch, not through this
+cache, and keep their largest temporaries in scratch buffers of their own (kernels/python/scratch.py: a few,
+per thread, each up to 32 MiB), which empty_cpu_cache() releases too.
 """
 from collections import namedtuple
 
 from . import backend as _backend
+from .kernels.python.scratch import empty_scratch
 
 CacheInfo = namedtuple("CacheInfo", "cached_bytes limit_bytes hits misses")
 
@@ -27,7 +29,9 @@ def cpu_cache_info():
 
 
 def empty_cpu_cache():
-    """Return every cached block to the operating system (tensors in use are untouched)."""
+    """Return every cached block, and the Python kernels' scratch buffers, to the operating system (tensors in use
+    are untouched)."""
+    empty_scratch()
     ext = _ext()
     if ext:
         ext._empty_cpu_cache()

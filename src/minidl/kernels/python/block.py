@@ -4,7 +4,9 @@ from ..checks import check_not_recorded
 from ..checks.block import check_pool_norm_relu_backward, check_pool_norm_relu_forward
 from ..checks.layer import is_channels_last
 from .norm import batch_norm_backward, batch_norm_forward
-from .pool import _LONG, _UINT8, _empty_like_format, maxpool2d_backward, pool_taps, tap_offsets, window_starts
+from .pool import (_LONG, _UINT8, _empty_like_format, _steps, maxpool2d_backward, pool_taps, tap_offsets,
+                   window_starts)
+from .scratch import scratch_like
 from .select import INTEGER_OF, dropped_where
 
 
@@ -28,7 +30,8 @@ def pool_norm_relu_backward(grad_output, input, output, pooled, argmax, kernel_s
     check_pool_norm_relu_backward(grad_output, input, output, pooled, argmax, kernel_size, stride, weight, mean,
                                   invstd, grad_weight, grad_bias, op)
     (kh, kw), (sh, sw) = kernel_size, stride
-    gz = dropped_where(grad_output, output.clone().le_(0))  # a NaN output keeps its gradient, as in torch
+    drop = scratch_like("relu mask", output).copy_(output).le_(0)
+    gz = dropped_where(grad_output, drop)  # a NaN output keeps its gradient, as in torch
     gp = batch_norm_backward(gz, pooled, weight, mean, invstd, grad_weight, grad_bias, training)
     if argmax.numel() and int(argmax.amax()) >= kh * kw:  # amax: ~10x faster than max() on uint8 (torch 2.13, CPU)
         raise IndexError(f"{op}: expected argmax in [0, {kh * kw}) for kernel_size {list(kernel_size)}, got "
@@ -37,17 +40,16 @@ def pool_norm_relu_backward(grad_output, input, output, pooled, argmax, kernel_s
         indices = tap_offsets(input, kernel_size).take(argmax.to(_LONG))
         indices.add_(window_starts(input, list(argmax.shape), stride))
         return maxpool2d_backward(gp, input, indices, kernel_size, stride)
-    # Windows that tile the input: each element is one window's tap t, written whole (gp where argmax == t, else 0).
+    # Windows that tile the input: each element is one window's tap t, written whole (gp where argmax == t, else 0),
+    # all taps at once on [N, C, OH, kh, OW, kw] views, in integers: comparisons into bool tensors are slower.
     h, w = input.shape[2:]
     oh, ow = argmax.shape[2:]
     grad_input = _empty_like_format(list(input.shape), input, gp.dtype, is_channels_last(input))
     if oh * kh < h or ow * kw < w:
         grad_input.zero_()  # the rows and columns no window covers
     integer = INTEGER_OF[gp.dtype]  # all ones keeps gp's bits, zero clears them
-    taps, gp_bits = argmax.to(integer), gp.view(integer)
-    bits = taps.clone()  # scratch of taps' layout
-    for i in range(kh):
-        for j in range(kw):  # in place in integers: a comparison into a new bool tensor is several times slower
-            bits.copy_(taps).eq_(i * kw + j).neg_().bitwise_and_(gp_bits)
-            grad_input[:, :, i:oh * kh:kh, j:ow * kw:kw].copy_(bits.view(gp.dtype))
+    bits = grad_input[:, :, :oh * kh, :ow * kw].view(integer).unflatten(2, (oh, kh)).unflatten(4, (ow, kw))
+    tap_of = _steps(kh * kw, 1, input.device).to(integer).view(kh, 1, kw)  # t = i * kw + j at [i, 0, j]
+    bits.copy_(argmax[:, :, :, None, :, None]).eq_(tap_of).neg_()
+    bits.bitwise_and_(gp.view(integer)[:, :, :, None, :, None])
     return grad_input

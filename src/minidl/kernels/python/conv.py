@@ -4,6 +4,7 @@ from torch import empty
 
 from ..checks import check_not_recorded
 from ..checks.conv import channels_last_output, check_conv2d_backward, check_conv2d_forward
+from .scratch import scratch
 
 
 def _padded(input, ph, pw):
@@ -27,7 +28,7 @@ def _windows(input, kh, kw, stride, padding):
     padded = _padded(input, ph, pw)
     oh, ow = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
     if c <= _FEW_CHANNELS:
-        cols = empty((kh, kw, c, n, oh, ow), dtype=input.dtype, device=input.device)
+        cols = scratch("windows", (kh, kw, c, n, oh, ow), input.dtype, input.device)
         for i in range(kh):
             for j in range(kw):
                 tap = padded[:, i:i + sh * (oh - 1) + 1:sh, j:j + sw * (ow - 1) + 1:sw, :]
@@ -36,7 +37,10 @@ def _windows(input, kh, kw, stride, padding):
     s_n, s_h, s_w, s_c = padded.stride()
     windows = padded.as_strided((n, oh, ow, kh, kw, c), (s_n, s_h * sh, s_w * sw, s_h, s_w, s_c),
                                 padded.storage_offset())
-    return windows.reshape(n * oh * ow, kh * kw * c)
+    if windows.is_contiguous():  # a 1x1 stride-1 kernel on a channels-last input: the input itself
+        return windows.view(n * oh * ow, kh * kw * c)
+    cols = scratch("windows", windows.shape, input.dtype, input.device).copy_(windows)
+    return cols.view(n * oh * ow, kh * kw * c)
 
 
 _FEW_CHANNELS = 4  # up to this many input channels, _windows copies tap by tap
@@ -76,12 +80,19 @@ def conv2d_backward(grad_output, input, weight, grad_weight, grad_bias, stride, 
     # Each tap's window gradients, rows @ weight[:, :, i, j], in one batched product, tap-major: the additions
     # below then read dense slices (slices of the [positions, taps] product are strided, ~4x slower to add).
     tap_weights = _weight_matrix(weight).view(o, kh * kw, c).permute(1, 0, 2)  # [KH*KW, O, C]
-    grad_taps = rows.expand(kh * kw, -1, -1).bmm(tap_weights).view(kh, kw, n, oh, ow, c)
-    padded = empty((n, h + 2 * ph, w + 2 * pw, c), dtype=weight.dtype, device=weight.device).zero_()
+    grad_taps = scratch("tap gradients", (kh * kw, n * oh * ow, c), weight.dtype, weight.device)
+    grad_taps = grad_taps.baddbmm_(rows.expand(kh * kw, -1, -1), tap_weights, beta=0).view(kh, kw, n, oh, ow, c)
+    channels_last = channels_last_output(input, weight)
+    returned = channels_last and not (ph or pw)  # then padded is grad_input's memory, else only copied from
+    padded_shape = (n, h + 2 * ph, w + 2 * pw, c)
+    if returned:
+        padded = empty(padded_shape, dtype=weight.dtype, device=weight.device).zero_()
+    else:
+        padded = scratch("col2im", padded_shape, weight.dtype, weight.device).zero_()
     for i in range(kh):  # each element sums its windows' entries in (kh, kw) order, as the C++ col2im
         for j in range(kw):
             padded[:, i:i + sh * (oh - 1) + 1:sh, j:j + sw * (ow - 1) + 1:sw, :] += grad_taps[i, j]
     inner = padded[:, ph:ph + h, pw:pw + w, :]
-    if channels_last_output(input, weight):
+    if channels_last:
         return inner.contiguous().permute(0, 3, 1, 2)
     return inner.permute(0, 3, 1, 2).contiguous()

@@ -4,6 +4,7 @@ from torch import empty
 
 from ..checks import check_not_recorded
 from ..checks.layer import check_maxpool2d, check_maxpool2d_backward, is_channels_last
+from .scratch import scratch
 
 
 def _empty_like_format(shape, like, dtype, channels_last):
@@ -51,16 +52,15 @@ def pool_taps(input, kernel_size, stride, dtype):
     windows = memory.unfold(h_dim, kh, sh).unfold(w_dim, kw, sw)  # [..., kh, kw] views
     taps = [windows[..., i, j] for i in range(kh) for j in range(kw)]
     best = empty(taps[0].shape, dtype=input.dtype, device=input.device).copy_(taps[0])
-    tap = empty(best.shape, dtype=input.dtype, device=input.device).zero_()  # exact in floats up to 2^24 taps
+    tap = scratch("pool tap", best.shape, input.dtype, input.device).zero_()  # exact in floats up to 2^24 taps
+    moves = scratch("pool moves", best.shape, input.dtype, input.device)
     nans = not bool(input.sum().isfinite())  # a NaN somewhere (or an overflowing sum: then only slower)
     for t, v in enumerate(taps[1:], 1):
-        moves = empty(best.shape, dtype=input.dtype, device=input.device).copy_(v)
-        new_best = best.maximum(moves)  # a NaN propagates, as in the C++ loop's running maximum
-        moves.gt_(best)
+        moves.copy_(v).gt_(best)  # before best takes v in
         if nans:
             moves.logical_or_(v.ne(v))
-        tap = tap.maximum(moves.mul_(t))  # t where it moves, else unchanged: every earlier tap is below t
-        best = new_best
+        best.clamp_min_(v)  # maximum() in place, bit for bit: a NaN propagates, as in the C++ loop's running maximum
+        tap.clamp_min_(moves.mul_(t))  # t where it moves, else unchanged: every earlier tap is below t
     tap = tap.to(dtype)
     if channels_last:
         return best.permute(0, 3, 1, 2), tap.permute(0, 3, 1, 2)

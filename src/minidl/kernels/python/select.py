@@ -7,7 +7,8 @@ INTEGER_OF = {empty(0).float().dtype: empty(0).int().dtype, empty(0).double().dt
 
 
 def dropped_where(t, drop):
-    """t where drop (1.0 / 0.0 of t's shape) is 0.0, else +0.0; NaN and infinities pass through unchanged."""
+    """t where drop (1.0 / 0.0 of t's shape and dtype, overwritten) is 0.0, else +0.0; NaN and infinities pass
+    through unchanged. The result is drop's memory."""
     integer = INTEGER_OF[t.dtype]
-    bits = drop.to(integer).sub_(1)  # 0 -> all ones, 1 -> 0
+    bits = drop.view(integer).ne_(0).sub_(1)  # 1.0 -> 0, 0.0 -> all ones
     return bits.bitwise_and_(t.view(integer)).view(t.dtype)
