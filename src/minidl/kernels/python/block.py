@@ -4,8 +4,7 @@ from ..checks import check_not_recorded
 from ..checks.block import check_pool_norm_relu_backward, check_pool_norm_relu_forward
 from ..checks.layer import is_channels_last
 from .norm import batch_norm_backward, batch_norm_forward
-from .pool import (_LONG, _UINT8, _empty_like_format, _steps, maxpool2d_backward, pool_taps, tap_offsets,
-                   window_starts)
+from .pool import _LONG, _UINT8, _empty_like_format, maxpool2d_backward, pool_taps, tap_offsets, window_starts
 from .scratch import scratch_like
 from .select import INTEGER_OF, dropped_where
 
@@ -40,16 +39,17 @@ def pool_norm_relu_backward(grad_output, input, output, pooled, argmax, kernel_s
         indices = tap_offsets(input, kernel_size).take(argmax.to(_LONG))
         indices.add_(window_starts(input, list(argmax.shape), stride))
         return maxpool2d_backward(gp, input, indices, kernel_size, stride)
-    # Windows that tile the input: each element is one window's tap t, written whole (gp where argmax == t, else 0),
-    # all taps at once on [N, C, OH, kh, OW, kw] views, in integers: comparisons into bool tensors are slower.
+    # Windows that tile the input: each element is one window's tap t, written whole (gp where argmax == t, else 0).
     h, w = input.shape[2:]
     oh, ow = argmax.shape[2:]
     grad_input = _empty_like_format(list(input.shape), input, gp.dtype, is_channels_last(input))
     if oh * kh < h or ow * kw < w:
         grad_input.zero_()  # the rows and columns no window covers
     integer = INTEGER_OF[gp.dtype]  # all ones keeps gp's bits, zero clears them
-    bits = grad_input[:, :, :oh * kh, :ow * kw].view(integer).unflatten(2, (oh, kh)).unflatten(4, (ow, kw))
-    tap_of = _steps(kh * kw, 1, input.device).to(integer).view(kh, 1, kw)  # t = i * kw + j at [i, 0, j]
-    bits.copy_(argmax[:, :, :, None, :, None]).eq_(tap_of).neg_()
-    bits.bitwise_and_(gp.view(integer)[:, :, :, None, :, None])
+    taps, gp_bits = scratch_like("argmax taps", argmax, integer).copy_(argmax), gp.view(integer)
+    bits = scratch_like("tap bits", taps)
+    for i in range(kh):
+        for j in range(kw):  # in place in integers: a comparison into a new bool tensor is several times slower
+            bits.copy_(taps).eq_(i * kw + j).neg_().bitwise_and_(gp_bits)
+            grad_input[:, :, i:oh * kh:kh, j:ow * kw:kw].copy_(bits.view(gp.dtype))
     return grad_input
