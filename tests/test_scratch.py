@@ -54,12 +54,23 @@ def block_call(layout):
     return call
 
 
+def norm_call(seed):
+    """batch_norm_forward's and batch_norm_backward's outputs for one seed (its float64 copies are scratch)."""
+    g = torch.Generator().manual_seed(seed)
+    x, gy = channels_last(torch.randn(4, 3, 5, 5, generator=g)), torch.randn(4, 3, 5, 5, generator=g)
+    w, b, rm, rv = torch.rand(3, generator=g) + 0.5, torch.randn(3, generator=g), torch.zeros(3), torch.ones(3)
+    y, mean, invstd = py.batch_norm_forward(x, w, b, rm, rv, True, 0.1, 1e-5)
+    gw, gb = torch.zeros(3), torch.zeros(3)
+    return [y, mean, invstd, rm, rv, py.batch_norm_backward(gy, x, w, mean, invstd, gw, gb, True), gw, gb]
+
+
 CALLS = {
     "conv": conv_calls("contiguous", 0),
     "conv, channels-last": conv_calls("channels_last", 0),  # grad_input is col2im's own buffer
     "conv, channels-last, padded": conv_calls("channels_last", 1),
     "conv, padded": conv_calls("contiguous", 1),
     "conv, one channel": few_channel_conv_call,
+    "batch norm": norm_call,
     "block": block_call("contiguous"),
     "block, channels-last": block_call("channels_last"),
 }

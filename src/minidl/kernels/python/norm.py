@@ -4,6 +4,7 @@ from torch import empty
 
 from ..checks import check_not_recorded
 from ..checks.layer import check_batch_norm_backward, check_batch_norm_forward, is_channels_last
+from .scratch import scratch_like
 
 _DOUBLE = empty(0).double().dtype  # torch.float64, within the course rule
 
@@ -38,7 +39,7 @@ def batch_norm_forward(input, weight, bias, running_mean, running_var, training,
     x = _in_layout(input)
     dims, shape, count = _reduced(x)
     if training:
-        x64 = x.to(dtype=_DOUBLE, copy=True)  # a copy even from float64: it is changed in place below
+        x64 = scratch_like("norm float64", x, _DOUBLE).copy_(x)  # a copy even from float64: changed in place
         mean = x64.mean(dims)
         var_sum = x64.sub_(mean.view(shape)).square_().sum(dims)  # in place: one float64 copy of x in all
         invstd = _inverse_std(var_sum.div(count), eps)
@@ -63,7 +64,7 @@ def batch_norm_backward(grad_output, input, weight, mean, invstd, grad_weight, g
     dims, shape, count = _reduced(x)
     invstd64 = invstd.double()
     gsum = g.sum(dims, dtype=invstd64.dtype)  # summed in float64 without a float64 copy of g
-    dot = x.to(dtype=_DOUBLE, copy=True).sub_(mean.double().view(shape)).mul_(g).sum(dims)
+    dot = scratch_like("norm float64", x, _DOUBLE).copy_(x).sub_(mean.double().view(shape)).mul_(g).sum(dims)
     grad_weight.add_(dot.mul(invstd64).to(x.dtype))
     grad_bias.add_(gsum.to(x.dtype))
     scale = invstd64.mul(weight.double()).to(x.dtype).view(shape)
