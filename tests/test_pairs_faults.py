@@ -118,13 +118,20 @@ def wait_for_first_run(process, out, timeout=120):
         time.sleep(0.01)
 
 
+def default_sigint():
+    """Ctrl-C's default action in the child, as in a terminal's foreground job: a shell's background job (pytest
+    started with &) ignores SIGINT, the children inherit that, and Python keeps an inherited SIG_IGN."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("jobs", ["1", "2"])  # runs in this process, or in workers
 def test_ctrl_c_prints_one_line_exits_130_and_stops_the_workers(tmp_path, jobs):
     out = tmp_path / "out"
     longer = [*STUDY, "--rounds", "20", "--epochs", "3", "--n-pairs", "1000"]
     process = subprocess.Popen([sys.executable, "-m", "minidl.pairs", *longer, "--jobs", jobs,
                                 "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True, env=env(), cwd=PACKAGE_ROOT, start_new_session=True)
+                               text=True, env=env(), cwd=PACKAGE_ROOT, start_new_session=True,
+                               preexec_fn=default_sigint)
     try:
         wait_for_first_run(process, out)
         os.killpg(process.pid, signal.SIGINT)  # as Ctrl-C in a terminal: the whole process group
@@ -145,7 +152,8 @@ def test_workers_of_a_killed_study_end_quietly(tmp_path):
     out = tmp_path / "out"
     process = subprocess.Popen([sys.executable, "-m", "minidl.pairs", *STUDY, "--rounds", "20", "--jobs", "2",
                                 "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True, env=env(), cwd=PACKAGE_ROOT, start_new_session=True)
+                               text=True, env=env(), cwd=PACKAGE_ROOT, start_new_session=True,
+                               preexec_fn=default_sigint)
     try:
         wait_for_first_run(process, out)
         process.kill()  # the study alone, as the OOM killer would: its workers lose their parent
