@@ -91,6 +91,16 @@ def test_shift_digits_translates_each_digit_within_range():
     assert torch.equal(shift_digits(x, 0, g), x)
 
 
+@pytest.mark.parametrize("max_shift", [0, 1, 3])
+def test_shift_digits_moves_each_digit_by_its_own_draw(max_shift):
+    x = torch.rand(5, 3, 14, 14).transpose(2, 3)  # any strides
+    out = shift_digits(x, max_shift, torch.Generator().manual_seed(7))
+    dy, dx = torch.randint(0, 2 * max_shift + 1, (2, 5, 3), generator=torch.Generator().manual_seed(7))
+    windows = torch.nn.functional.pad(x, (max_shift,) * 4).unfold(2, 14, 1).unfold(3, 14, 1)
+    assert torch.equal(out, windows[torch.arange(5)[:, None], torch.arange(3), dy, dx])
+    assert shift_digits(x[:0], max_shift, torch.Generator()).shape == (0, 3, 14, 14)
+
+
 def test_swap_pairs_keeps_images_and_classes_together():
     g = torch.Generator().manual_seed(1)
     x = torch.arange(40.0).view(20, 2, 1, 1).expand(20, 2, 14, 14)

@@ -76,17 +76,25 @@ def check_device(name):
 def shift_digits(x, max_shift, generator):
     """Translate each digit independently by up to max_shift pixels, filling with zeros."""
     n, c, h, w = x.shape
-    windows = F.pad(x, (max_shift,) * 4).unfold(2, h, 1).unfold(3, w, 1)  # n, c, dy, dx, h, w view
     dy, dx = torch.randint(0, 2 * max_shift + 1, (2, n, c), generator=generator).to(x.device)
-    rows, channels = torch.arange(n, device=x.device)[:, None], torch.arange(c, device=x.device)
-    return windows[rows, channels, dy, dx]
+    if x.numel() == 0:
+        return x.clone()
+    padded = F.pad(x, (max_shift,) * 4).flatten()
+    hp, wp = h + 2 * max_shift, w + 2 * max_shift
+    # every h x w window of the flat padded pixels, one per start offset (overlapping views, no copy);
+    # gathering whole windows by their starts is 2-3x faster than indexing the pixels one by one
+    windows = padded.as_strided((padded.numel() - (h - 1) * wp - (w - 1), h, w), (1, wp, 1))
+    starts = torch.arange(n * c, device=x.device).view(n, c) * (hp * wp) + dy * wp + dx
+    return windows.index_select(0, starts.flatten()).view(n, c, h, w)
 
 
 def swap_pairs(x, classes, generator):
     """Swap the two digits of a random half of the pairs; the target follows from the classes."""
     flip = (torch.rand(len(x), generator=generator) < 0.5).to(x.device)
-    x = torch.where(flip[:, None, None, None], x.flip(1), x)
-    classes = torch.where(flip[:, None], classes.flip(1), classes)
+    n = len(x)
+    rows = (torch.arange(2 * n, device=x.device).view(n, 2) ^ flip[:, None].long()).flatten()  # 2i+1, 2i if flipped
+    x = x.reshape(2 * n, -1).index_select(0, rows).view(x.shape)
+    classes = classes.reshape(2 * n).index_select(0, rows).view(n, 2)
     return x, classes  # note (b <= a) is not (not a <= b) when a == b, hence recomputing
 
 

@@ -23,6 +23,11 @@ def new_losses(n, config, device):
                                                        device=device)
 
 
+def rows(batch, *tensors):
+    """The rows BATCH of each tensor (index_select: a quarter of x[batch]'s time on a batch of images)."""
+    return (t.index_select(0, batch) for t in tensors)
+
+
 class TorchTrainer:
     """torch.nn + autograd + torch.optim."""
 
@@ -41,15 +46,15 @@ class TorchTrainer:
         total, losses = new_losses(len(order), config, x.device)
         with torch.enable_grad():  # whatever the caller set (minidl's own examples turn it off globally)
             for step, i in enumerate(range(0, len(order), config.batch_size)):
-                batch = order[i:i + config.batch_size]
-                logits, digits = model(x[batch])
-                loss = F.cross_entropy(logits, y[batch])
+                xb, yb, cb = rows(order[i:i + config.batch_size], x, y, c)
+                logits, digits = model(xb)
+                loss = F.cross_entropy(logits, yb)
                 if digits is not None and config.aux_weight:
-                    loss = loss + config.aux_weight * F.cross_entropy(digits.reshape(-1, 10), c[batch].reshape(-1))
+                    loss = loss + config.aux_weight * F.cross_entropy(digits.reshape(-1, 10), cb.reshape(-1))
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
-                total += loss.detach() * len(batch)
+                total += loss.detach() * len(xb)
                 losses[step] = loss.detach()  # checked once per epoch, not synced per step
         if self.schedule is not None:
             self.schedule.step()
@@ -84,18 +89,18 @@ class MinidlTrainer:
         total, losses = new_losses(len(order), config, x.device)
         with torch.no_grad():
             for step, i in enumerate(range(0, len(order), config.batch_size)):
-                batch = order[i:i + config.batch_size]
-                logits, digits = model.forward(x[batch])
-                loss = self.loss.forward(logits, y[batch])
+                xb, yb, cb = rows(order[i:i + config.batch_size], x, y, c)
+                logits, digits = model.forward(xb)
+                loss = self.loss.forward(logits, yb)
                 grad_digits = None
                 if digits is not None and config.aux_weight:
-                    aux = self.aux_loss.forward(digits.reshape(-1, 10), c[batch].reshape(-1))
+                    aux = self.aux_loss.forward(digits.reshape(-1, 10), cb.reshape(-1))
                     loss = loss + config.aux_weight * aux
                     grad_digits = self.aux_loss.backward(config.aux_weight).view(-1, 2, 10)
-                model.zero_grad()
+                optimizer.zero_grad()  # the model's gradients, without walking its modules
                 model.backward(self.loss.backward(), grad_digits)
                 optimizer.step()
-                total += loss * len(batch)
+                total += loss * len(xb)
                 losses[step] = loss
         if self.schedule is not None:
             self.schedule.step()
