@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from conftest import assert_within_float32_sum_bound, require_cpp
+from conv_support import LAYOUTS, expected_channels_last, make_inputs, reference
 from op_cases_conv import config_id, extension_setting
-from test_conv import LAYOUTS, expected_channels_last, make_inputs, reference
 
 F64 = dict(rtol=1e-12, atol=1e-12)
 # (N, C, H, W, O, KH, KW, stride, padding): each past the direct loops' taps (C > 3) and fitting Winograd

@@ -73,8 +73,10 @@ print('backend', minidl.get_backend(), '| CUDA kernels:',
           for op in ('tanh_forward', 'tanh_backward', 'relu_forward', 'relu_backward', 'linear_forward')))
 ") 2>&1 | tee -a "$OUT/build.log"
 
-stage "pytest tests/test_cuda.py" 150 "$OUT/test_cuda.log" \
-  "$PY" -m pytest -q -p no:cacheprovider -rfEs tests/test_cuda.py
+CUDA_TESTS=(tests/test_cuda_kernels.py tests/test_cuda_autograd.py tests/test_cuda_errors.py tests/test_cuda_streams.py
+            tests/test_cuda_modules.py)
+stage "pytest (the CUDA tests)" 150 "$OUT/test_cuda.log" \
+  "$PY" -m pytest -q -p no:cacheprovider -rfEs "${CUDA_TESTS[@]}"
 stage "compute-sanitizer memcheck" 150 "$OUT/extras.log" \
   compute-sanitizer --tool memcheck --error-exitcode 7 "$PY" tools/cuda_memcheck.py
 stage "examples/disk.py --device cuda" 60 "$OUT/extras.log" \
@@ -88,7 +90,7 @@ stage "python -m minidl.bench --device cuda" 240 "$OUT/bench_cuda.md" \
   "$PY" -m minidl.bench --device cuda --json "$OUT/bench_cuda.json"
 XDIST=$("$PY" -c "import xdist" 2>/dev/null && echo "-n 8")  # pytest-xdist, where installed: 4x faster
 stage "pytest (the rest)" 600 "$OUT/test_rest.log" \
-  "$PY" -m pytest -q -p no:cacheprovider -rfE $XDIST tests --ignore tests/test_cuda.py --ignore tests/test_cuda_compile.py
+  "$PY" -m pytest -q -p no:cacheprovider -rfE $XDIST tests "${CUDA_TESTS[@]/#/--ignore=}" --ignore tests/test_cuda_compile.py
 
 echo "== summary ($(($(date +%s) - START)) s; logs in $OUT)"
 printf '%s\n' "${STATUS[@]}"

@@ -57,8 +57,9 @@ cd "$work"   # not the repository root, where `import minidl` would find the sou
 assert minidl._C.__file__.startswith('$work/lib/'), 'not the sanitized build'; \
 assert minidl.get_backend() == 'cpp', minidl.get_backend()"
 tests=()
-for t in test_ops.py test_fused.py test_fuzz.py test_errors.py test_memory.py test_direct_calls.py test_streaming.py \
-         test_op_table.py test_not_recorded.py test_conv_winograd.py; do
+for t in test_ops.py test_fused_stack.py test_fused_mlp_kernels.py test_fused_mse_sgd.py test_fused_misuse.py \
+         test_fuzz_layers.py test_fuzz_stack.py test_fuzz_invalid.py test_errors.py test_memory.py test_direct_calls.py \
+         test_streaming.py test_op_table.py test_not_recorded.py test_conv_winograd.py; do
   tests+=("$repo/tests/$t")  # a missing file fails the run rather than dropping out of it
 done
 status=0

@@ -1,0 +1,131 @@
+"""The fused stack's ops (mlp_forward, mlp_backward) called directly: the bias gradient's summation order,
+gradients that share memory, the small layers' loops, against the Python fallback."""
+import re
+
+import pytest
+import torch
+
+from conftest import require_cpp
+
+
+@pytest.mark.parametrize("act", [1, 2])  # ReLU, Tanh
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("ours", [False, True])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_mlp_backward_sums_bias_gradients_rows_in_order(act, dtype, ours, threads):
+    """The activation's backward pass also adds the bias gradient's column sums (one pass instead of
+    two): the same bits as the activation's backward op, then its rows added one after another into
+    the existing gradient, and the weight gradient the same addmm_. At 2 threads the columns split
+    into 2 tasks of 2050 (the grain, 32768 elements over 16 rows, is 2048 columns)."""
+    require_cpp()
+    ops = torch.ops.minidl
+    torch.manual_seed(16)
+    rows, sizes = (37, [20, 300, 7]) if threads == 1 else (16, [20, 4100, 7])
+    old_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        if torch.get_num_threads() != threads:
+            pytest.skip(f"cannot run {threads} threads here")
+        _check_bias_sums_rows_in_order(ops, act, dtype, ours, rows, sizes)
+    finally:
+        torch.set_num_threads(old_threads)
+
+
+def _check_bias_sums_rows_in_order(ops, act, dtype, ours, rows, sizes):
+    if ours:  # layer 0's gradient comes from layer 1's product, a temporary the op may overwrite
+        codes = [act, 0]
+    else:  # the only layer gets the caller's gradient, which must stay as it is
+        codes, sizes = [act], sizes[:2]
+    x = torch.randn(rows, sizes[0], dtype=dtype)
+    ws = [torch.randn(b, a, dtype=dtype) / a ** 0.5 for a, b in zip(sizes, sizes[1:])]
+    bs = [torch.randn(b, dtype=dtype) for b in sizes[1:]]
+    outs = ops.mlp_forward(x, ws, bs, codes)
+    gy = torch.randn(rows, sizes[-1], dtype=dtype)
+    gy_before = gy.clone()
+    gws = [torch.randn_like(w) for w in ws]
+    gbs = [torch.randn_like(b) for b in bs]
+    gw0, gb0 = gws[0].clone(), gbs[0].clone()
+    ops.mlp_backward(gy, x, outs, ws, gws, gbs, codes, None)
+    g = torch.mm(gy, ws[1]) if ours else gy
+    g = (ops.relu_backward if act == 1 else ops.tanh_backward)(g, outs[0])
+    for r in range(rows):
+        gb0 += g[r]
+    assert torch.equal(gbs[0], gb0)
+    assert torch.equal(gws[0], gw0.addmm_(g.t(), x))
+    assert torch.equal(gy, gy_before)
+
+
+@pytest.mark.parametrize("kernels", ["cpp", "python"])
+@pytest.mark.parametrize("shares", ["grad_output", "grad_weight"])
+def test_mlp_backward_bias_gradient_that_shares_memory(kernels, shares):
+    """A grad_bias that is a row of grad_output, or part of the layer's grad_weight: both backends
+    read grad_output and add into grad_weight before they add into grad_bias, as the two-pass order
+    did (the fused pass would read rows it has changed, or add in another order)."""
+    if kernels == "cpp":
+        require_cpp()
+    from minidl.kernels import cpp, python
+
+    k = cpp if kernels == "cpp" else python
+    torch.manual_seed(17)
+    rows, n_in, n_out = 40, 30, 300
+    x = torch.randn(rows, n_in, dtype=torch.float64)
+    w, b = torch.randn(n_out, n_in, dtype=torch.float64), torch.randn(n_out, dtype=torch.float64)
+    (y,) = k.mlp_forward(x, [w], [b], [1])
+    gy = torch.randn(rows, n_out, dtype=torch.float64)
+    gw = torch.randn_like(w)
+    g = torch.where(y > 0, gy, 0.0)
+    want_gw = gw.clone().addmm_(g.t(), x)  # grad_weight first, then grad_bias
+    if shares == "grad_output":
+        gb, want_gb = gy[rows - 1], gy[rows - 1].clone()
+    else:
+        gb, want_gb = gw.view(-1)[:n_out], want_gw.view(-1)[:n_out]
+    for r in range(rows):  # rows in order, as the CPU kernel adds them
+        want_gb += g[r]
+    k.mlp_backward(gy, x, [y], [w], [gw], [gb], [1], None)
+    if kernels == "cpp":  # the same operations in the same order: the same bits
+        assert torch.equal(gb, want_gb) and torch.equal(gw, want_gw)
+    else:  # the fallback sums with torch
+        torch.testing.assert_close(gb, want_gb, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(gw, want_gw, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("batch, width", [(0, 100), (2, 64), (3, 45), (2, 65)])
+def test_small_layer_loops_at_their_size_limit(batch, width):
+    """The direct loops for small layers (csrc/cpu/small_linear.cpp) at their limit of 8K multiply-adds,
+    just past it, and an empty batch before a large layer, against the fallback in float64."""
+    require_cpp()
+    from minidl.kernels import cpp, python
+
+    torch.manual_seed(0)
+    x = torch.randn(batch, width, dtype=torch.float64)
+    ws = [torch.randn(width, width, dtype=torch.float64), torch.randn(3, width, dtype=torch.float64)]
+    bs = [torch.randn(width, dtype=torch.float64), torch.randn(3, dtype=torch.float64)]
+    outs = {}
+    for name, k in (("cpp", cpp), ("python", python)):
+        ys = k.mlp_forward(x, ws, bs, [2, 0])
+        gws, gbs, gx = [torch.zeros_like(w) for w in ws], [torch.zeros_like(b) for b in bs], torch.empty_like(x)
+        k.mlp_backward(torch.ones_like(ys[-1]), x, ys, ws, gws, gbs, [2, 0], gx)
+        outs[name] = ys + gws + gbs + [gx]
+    for c, p in zip(outs["cpp"], outs["python"]):
+        assert c.shape == p.shape
+        torch.testing.assert_close(c, p, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("alias", ["grad_output", "input", "output", "weight", "grad_weight", "grad_bias"])
+def test_mlp_backward_refuses_a_grad_input_that_shares_memory(ops, alias):
+    torch.manual_seed(22)
+    w, b = torch.randn(4, 4), torch.randn(4)
+    x = torch.randn(3, 4)
+    outs = ops.mlp_forward(x, [w], [b], [0])
+    g = torch.randn(3, 4)
+    gw, gb_and_more = torch.zeros(4, 4), torch.zeros(3, 4)
+    gb = gb_and_more[0]  # a grad_bias whose storage can also hold a grad_input
+    grad_input = {"grad_output": g, "input": x, "output": outs[0], "weight": w[:3], "grad_weight": gw[:3],
+                  "grad_bias": gb_and_more}[alias]
+    before = [t.clone() for t in (g, x, outs[0], w, gw, gb)]
+    name = re.escape("minidl.mlp_backward" + ("" if alias in ("grad_output", "input") else " (layer 0)"))
+    with pytest.raises(ValueError, match=rf"{name}: expected grad_input to have memory of its own, got a view "
+                                         rf"of {alias}'s storage"):
+        ops.mlp_backward(g, x, outs, [w], [gw], [gb], [0], grad_input)
+    for t, old in zip((g, x, outs[0], w, gw, gb), before):
+        assert torch.equal(t, old)  # refused before any write
