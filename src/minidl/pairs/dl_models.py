@@ -2,8 +2,6 @@
 order of models.py, trained without autograd. forward(x) -> (comparison logits N x 2, digit logits N x 2 x 10
 or None); backward(grad_logits, grad_digits=None) accumulates every parameter gradient."""
 
-import torch
-
 import minidl as dl
 from minidl.nn.module import Module
 
@@ -17,13 +15,6 @@ def conv_trunk(c_in, hidden, dropout):
     """14x14 images, c_in channels -> hidden features, as models.conv_trunk."""
     return dl.Sequential(*conv_block(c_in, 32), *conv_block(32, 64), dl.Flatten(),
                          dl.Linear(64 * 2 * 2, hidden), dl.ReLU(), dl.Dropout(dropout))
-
-
-def channels_last(x):
-    """x with N x H x W x C strides: the layout the conv, pooling and batch-norm kernels are fastest in."""
-    if x.size(1) == 1 and x.is_contiguous():  # the same memory order: restride (NCHW strides would say NCHW)
-        return x.as_strided(x.shape, (x.size(2) * x.size(3), 1, x.size(3), 1))
-    return torch.empty_like(x, memory_format=torch.channels_last).copy_(x)
 
 
 class PairsModel(Module):
@@ -69,7 +60,7 @@ class ConvNet(PairsModel):
         self.digits = dl.Linear(hidden, 20) if aux else None
 
     def forward_ctx(self, ctx, x):
-        h, ctx.trunk = self.trunk.call(channels_last(x))
+        h, ctx.trunk = self.trunk.call(x)
         logits, ctx.compare = self.compare.call(h)
         if self.digits is None:
             return logits, None
@@ -101,7 +92,7 @@ class Siamese(PairsModel):
 
     def forward_ctx(self, ctx, x):
         n = x.shape[0]
-        out, ctx.branch = self.branch.call(channels_last(x.reshape(2 * n, 1, 14, 14)))
+        out, ctx.branch = self.branch.call(x.reshape(2 * n, 1, 14, 14))
         out = out.view(n, 2, 10)
         if not self.aux:
             logits, ctx.head = self.head.call(out.reshape(n, 20))
