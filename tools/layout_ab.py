@@ -31,6 +31,9 @@ def main():
     p.add_argument("--channels", type=int, default=1, help="input channels (the first convolution's)")
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args()
+    for name in ("rounds", "steps", "channels", "threads"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name} must be at least 1, got {getattr(args, name)}")
     torch.set_num_threads(args.threads)
     torch.set_grad_enabled(False)
     torch.manual_seed(0)

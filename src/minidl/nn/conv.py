@@ -4,7 +4,7 @@ import math
 from torch import empty
 
 from .. import backend as _backend
-from .module import CHECKED, FLOAT_DTYPES, USED, Module, kernel_error
+from .module import _TENSOR, CHECKED, FLOAT_DTYPES, USED, Module, kernel_error
 
 
 def _pair(value, name, low):
@@ -30,10 +30,9 @@ def channels_last(x):
 class Conv2d(Module):
     """torch.nn.Conv2d's layer and initialisation (weight and bias uniform in ±1/sqrt(in_channels * kh * kw)).
 
-    On the CPU it computes in channels-last, the layout its kernels and the pooling and batch norm after it are
-    fastest in (2-3x a convnet's step in NCHW): an NCHW input is restrided where its memory is already in that
-    order (one channel), else copied, so the output and the input's gradient are channels-last, with torch's
-    values. Elsewhere the output is channels-last when the input or the weight suggests it (torch's rule)."""
+    It computes in channels-last, the layout its CPU kernels and the pooling and batch norm after it are fastest
+    in (2-3x a convnet's step in NCHW): an NCHW input is restrided where its memory is already in that order
+    (one channel), else copied, so the output and the input's gradient are channels-last, with torch's values."""
 
     input_grad_optional = True
 
@@ -62,7 +61,7 @@ class Conv2d(Module):
 
     def forward_ctx(self, ctx, input):
         weight = self.weight
-        if getattr(input, "ndim", None) == 4 and input.device.type == "cpu":
+        if isinstance(input, _TENSOR) and input.dim() == 4:
             input = channels_last(input)
         try:
             output = _backend.ops.conv2d_forward(input, weight, self.bias, self.stride, self.padding)

@@ -93,7 +93,7 @@ def swap_pairs(x, classes, generator):
     flip = (torch.rand(len(x), generator=generator) < 0.5).to(x.device)
     n = len(x)
     rows = (torch.arange(2 * n, device=x.device).view(n, 2) ^ flip[:, None].long()).flatten()  # 2i+1, 2i if flipped
-    x = x.reshape(2 * n, -1).index_select(0, rows).view(x.shape)
+    x = x.reshape(2 * n, *x.shape[2:]).index_select(0, rows).view(x.shape)
     classes = classes.reshape(2 * n).index_select(0, rows).view(n, 2)
     return x, classes  # note (b <= a) is not (not a <= b) when a == b, hence recomputing
 
