@@ -54,7 +54,7 @@ def test_nchw_input_gives_channels_last_output_and_torchs_values(backend_name, i
 
 
 def test_convnet_on_nchw_equals_convnet_on_channels_last(backend_name):
-    """The whole network, forward and backward, bit for bit: after the first Conv2d both inputs take one path."""
+    """The whole network, forward and backward, gives the same bits from an NCHW batch as from a channels-last one."""
     def net():
         torch.manual_seed(3)
         return dl.Sequential(dl.Conv2d(3, 8, 3, bias=False), dl.MaxPool2d(2), dl.BatchNorm2d(8), dl.ReLU(),
