@@ -27,7 +27,7 @@ def load_digits(data_dir):
 
 
 def build_network(device, in_channels=1):
-    """About 53k parameters: 1 -> 32 -> 64 channels, 256 features, 128 hidden units, 10 classes."""
+    """About 53k parameters: in_channels -> 32 -> 64 channels, 256 features, 128 hidden units, 10 classes."""
     def block(c_in, c_out):
         return [dl.Conv2d(c_in, c_out, 3, bias=False, device=device), dl.MaxPool2d(2),
                 dl.BatchNorm2d(c_out, device=device), dl.ReLU()]

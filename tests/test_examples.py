@@ -42,14 +42,20 @@ def test_disk_rounds_are_reproducible(backend_name):
     assert first == second and len(first[0]) == 2
 
 
-@pytest.mark.parametrize("argv,message", [(["--epochs", "0"], "--epochs must be at least 1"),
-                                          (["--threads", "0"], "--threads must be at least 1"),
-                                          (["--lr", "-1"], "expected --lr > 0"),
-                                          (["--momentum", "2"], "0 <= --momentum < 1"),
-                                          (["--device", "gpu"], "expected cpu, cuda or cuda:N, got 'gpu'"),
-                                          (["--backend", "java"], "invalid choice")])
-def test_disk_rejects_bad_options(argv, message):
-    out = subprocess.run([sys.executable, str(EXAMPLES / "disk.py"), *argv], capture_output=True, text=True)
+@pytest.mark.parametrize("script,argv,message", [
+    ("disk", ["--epochs", "0"], "--epochs must be at least 1"),
+    ("disk", ["--threads", "0"], "--threads must be at least 1"),
+    ("disk", ["--lr", "-1"], "expected --lr > 0"),
+    ("disk", ["--momentum", "2"], "0 <= --momentum < 1"),
+    ("disk", ["--device", "gpu"], "expected cpu, cuda or cuda:N, got 'gpu'"),
+    ("disk", ["--backend", "java"], "invalid choice"),
+    ("digits", ["--epochs", "0"], "--epochs must be at least 1"),
+    ("digits", ["--lr", "0"], "--lr must be a finite number > 0"),
+    ("digits", ["--lr", "inf"], "--lr must be a finite number > 0"),
+    ("digits", ["--device", "gpu"], "expected cpu, or cuda / cuda:N"),
+    ("digits", ["--backend", "java"], "invalid choice")])
+def test_examples_reject_bad_options(script, argv, message):
+    out = subprocess.run([sys.executable, str(EXAMPLES / f"{script}.py"), *argv], capture_output=True, text=True)
     assert out.returncode == 2 and message in out.stderr
 
 
@@ -72,16 +78,6 @@ def test_digits_is_reproducible():
     digits = _load("digits")
     argv = ["--epochs", "1", "--seed", "3"]
     assert digits.main(argv) == digits.main(argv)
-
-
-@pytest.mark.parametrize("argv,message", [(["--epochs", "0"], "--epochs must be at least 1"),
-                                          (["--lr", "0"], "--lr must be a finite number > 0"),
-                                          (["--lr", "inf"], "--lr must be a finite number > 0"),
-                                          (["--device", "gpu"], "expected cpu, or cuda / cuda:N"),
-                                          (["--backend", "java"], "invalid choice")])
-def test_digits_rejects_bad_options(argv, message):
-    out = subprocess.run([sys.executable, str(EXAMPLES / "digits.py"), *argv], capture_output=True, text=True)
-    assert out.returncode == 2 and message in out.stderr
 
 
 def test_digits_diverging_loss_is_one_line():

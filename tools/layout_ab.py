@@ -1,5 +1,5 @@
 """Times a training step of examples/digits.py's convnet on an NCHW batch, with Conv2d's channels-last conversion
-on (minidl's CPU default) and off (the output following the input, torch's rule), alternated in one process.
+on (minidl's default) and off (the output following the input, torch's rule), alternated in one process.
 
     PYTHONPATH=src python tools/layout_ab.py [--rounds 5] [--steps 50] [--channels 1] [--threads 1]
 """
