@@ -13,7 +13,7 @@ import os
 import torch
 import torch.distributed as dist
 
-from .nn.module import USED, Module
+from .nn.module import Module
 
 TORCHRUN_VARS = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 DEFAULT_TIMEOUT = datetime.timedelta(minutes=30)  # torch's own default for gloo collectives
@@ -250,11 +250,7 @@ class DataParallel(Module):
 
     def backward(self, *gradwrtoutput, **kwargs):
         """The wrapped module's backward (keyword arguments passed on), then the gradients averaged."""
-        ctx = self._ctx
-        if ctx is None or ctx is USED:
-            raise self.no_ctx_error(ctx)
-        self._ctx = USED
-        return self.backward_ctx(ctx, *gradwrtoutput, **kwargs)
+        return self.backward_ctx(self.take_ctx(), *gradwrtoutput, **kwargs)
 
     def backward_ctx(self, ctx, *gradwrtoutput, **kwargs):
         grad_input = self.module.backward_ctx(ctx, *gradwrtoutput, **kwargs)

@@ -7,7 +7,7 @@ from ..kernels import ACTIVATIONS
 from .activation import ReLU, Tanh
 from .block import BLOCK, PoolNormReLU, fused_blocks
 from .linear import Linear, as_rows, grad_rows
-from .module import _TENSOR, CHECKED, USED, Context, Module, kernel_error
+from .module import _TENSOR, CHECKED, Context, Module, kernel_error
 
 
 def fused_layers(modules):
@@ -116,11 +116,7 @@ class Sequential(Module):
     def backward(self, grad_output, input_grad=True):
         """Gradient of the input (None with input_grad=False, which may skip computing it, as torch does for
         inputs that do not require grad); parameter gradients accumulate."""
-        ctx = self._ctx  # as Module.backward, with input_grad
-        if ctx is None or ctx is USED:
-            raise self.no_ctx_error(ctx)
-        self._ctx = USED
-        return self.backward_ctx(ctx, grad_output, input_grad)
+        return self.backward_ctx(self.take_ctx(), grad_output, input_grad)
 
     def backward_ctx(self, ctx, grad_output, input_grad=True):
         if ctx.stack is None:

@@ -4,7 +4,7 @@ import math
 from torch import empty
 
 from .. import backend as _backend
-from .module import _TENSOR, CHECKED, FLOAT_DTYPES, USED, Module, kernel_error
+from .module import _TENSOR, CHECKED, Module, check_dtype, check_sizes, kernel_error, new_param
 
 
 def _pair(value, name, low):
@@ -38,26 +38,18 @@ class Conv2d(Module):
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True, device=None,
                  dtype=None):
-        for name, value in (("in_channels", in_channels), ("out_channels", out_channels)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"Conv2d: expected {name} to be a positive int, got {value!r}")
-        if dtype is not None and str(dtype) not in FLOAT_DTYPES:
-            raise TypeError(f"Conv2d: expected dtype float32 or float64 (what the kernels take), got {dtype!r}")
+        check_sizes("Conv2d", in_channels=in_channels, out_channels=out_channels)
+        check_dtype("Conv2d", dtype)
         self.in_channels, self.out_channels = in_channels, out_channels
         self.kernel_size = _pair(kernel_size, "kernel_size", 1)
         self.stride, self.padding = _pair(stride, "stride", 1), _pair(padding, "padding", 0)
         bound = 1.0 / math.sqrt(in_channels * self.kernel_size[0] * self.kernel_size[1])
-        try:
-            self.weight = empty((out_channels, in_channels, *self.kernel_size), device=device,
-                                dtype=dtype).uniform_(-bound, bound)
-        except (RuntimeError, TypeError, AssertionError) as e:  # torch asserts when built without CUDA
-            kind = TypeError if isinstance(e, TypeError) else RuntimeError
-            raise kind(f"Conv2d: cannot make parameters with device={device!r}, dtype={dtype!r}: {e}") from None
-        self.grad_weight = empty(self.weight.shape, device=device, dtype=dtype).zero_()
+        self.weight, self.grad_weight = new_param("Conv2d", (out_channels, in_channels, *self.kernel_size), device, dtype)
+        self.weight.uniform_(-bound, bound)
         self.bias = self.grad_bias = None
         if bias:
-            self.bias = empty((out_channels,), device=device, dtype=dtype).uniform_(-bound, bound)
-            self.grad_bias = empty(self.bias.shape, device=device, dtype=dtype).zero_()
+            self.bias, self.grad_bias = new_param("Conv2d", (out_channels,), device, dtype)
+            self.bias.uniform_(-bound, bound)
 
     def forward_ctx(self, ctx, input):
         weight = self.weight
@@ -72,11 +64,7 @@ class Conv2d(Module):
 
     def backward(self, grad_output, input_grad=True):
         """The input's gradient, or None with input_grad=False (a network's first layer), which skips computing it."""
-        ctx = self._ctx  # as Module.backward, with input_grad
-        if ctx is None or ctx is USED:
-            raise self.no_ctx_error(ctx)
-        self._ctx = USED
-        return self.backward_ctx(ctx, grad_output, input_grad)
+        return self.backward_ctx(self.take_ctx(), grad_output, input_grad)
 
     def backward_ctx(self, ctx, grad_output, input_grad=True):
         try:

@@ -1,10 +1,8 @@
 """Linear: y = x @ weight.T + bias, on inputs of shape [*, in_features] as torch.nn.Linear."""
 import math
 
-from torch import empty
-
 from .. import backend as _backend
-from .module import _TENSOR, CHECKED, FLOAT_DTYPES, Module, kernel_error
+from .module import _TENSOR, CHECKED, Module, check_dtype, check_sizes, kernel_error, new_param
 
 
 def as_rows(module, input, features):
@@ -34,23 +32,16 @@ class Linear(Module):
     [*, in_features] run as one matrix of their rows; the output has shape [*, out_features]."""
 
     def __init__(self, in_features, out_features, bias=True, device=None, dtype=None):
-        for name, value in (("in_features", in_features), ("out_features", out_features)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"Linear: expected {name} to be a positive int, got {value!r}")
-        if dtype is not None and str(dtype) not in FLOAT_DTYPES:
-            raise TypeError(f"Linear: expected dtype float32 or float64 (what the kernels take), got {dtype!r}")
+        check_sizes("Linear", in_features=in_features, out_features=out_features)
+        check_dtype("Linear", dtype)
         self.in_features, self.out_features = in_features, out_features
         bound = 1.0 / math.sqrt(in_features)
-        try:
-            self.weight = empty((out_features, in_features), device=device, dtype=dtype).uniform_(-bound, bound)
-        except (RuntimeError, TypeError, AssertionError) as e:  # torch asserts when built without CUDA
-            kind = TypeError if isinstance(e, TypeError) else RuntimeError
-            raise kind(f"Linear: cannot make parameters with device={device!r}, dtype={dtype!r}: {e}") from None
-        self.grad_weight = empty(self.weight.shape, device=device, dtype=dtype).zero_()
+        self.weight, self.grad_weight = new_param("Linear", (out_features, in_features), device, dtype)
+        self.weight.uniform_(-bound, bound)
         self.bias = self.grad_bias = None
         if bias:
-            self.bias = empty((out_features,), device=device, dtype=dtype).uniform_(-bound, bound)
-            self.grad_bias = empty(self.bias.shape, device=device, dtype=dtype).zero_()
+            self.bias, self.grad_bias = new_param("Linear", (out_features,), device, dtype)
+            self.bias.uniform_(-bound, bound)
 
     def forward_ctx(self, ctx, input):
         weight = self.weight

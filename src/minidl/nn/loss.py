@@ -3,7 +3,7 @@ return the loss and its gradient together."""
 import math
 
 from .. import backend as _backend
-from .module import CHECKED, USED, Module, kernel_error
+from .module import CHECKED, Module, kernel_error
 
 
 def _scaled(grad, gradwrtoutput):
@@ -35,10 +35,7 @@ class FusedLoss(Module):
 
     def backward(self, *gradwrtoutput):
         """d loss / d output of the latest forward; times the upstream gradient of the loss if one is given."""
-        grad = self._ctx
-        if grad is None or grad is USED:
-            raise self.no_ctx_error(grad)
-        self._ctx = USED
+        grad = self.take_ctx()
         return _scaled(grad, gradwrtoutput) if gradwrtoutput else grad
 
     def forward_ctx(self, ctx, output, target):

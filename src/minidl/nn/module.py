@@ -25,6 +25,30 @@ def kernel_error(module, method, error):
     return type(error)(f"{module!r}.{method}: {message}")
 
 
+def check_sizes(owner, **sizes):
+    """A ValueError naming owner unless every size is a positive int."""
+    for name, value in sizes.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{owner}: expected {name} to be a positive int, got {value!r}")
+
+
+def check_dtype(owner, dtype):
+    """A TypeError naming owner unless dtype is None or one the kernels take."""
+    if dtype is not None and str(dtype) not in FLOAT_DTYPES:
+        raise TypeError(f"{owner}: expected dtype float32 or float64 (what the kernels take), got {dtype!r}")
+
+
+def new_param(owner, shape, device, dtype):
+    """An uninitialised parameter and its zeroed gradient, or an error naming owner when the device or
+    dtype cannot hold them."""
+    try:
+        param = empty(shape, device=device, dtype=dtype)
+    except (RuntimeError, TypeError, AssertionError) as e:  # torch asserts when built without CUDA
+        kind = TypeError if isinstance(e, TypeError) else RuntimeError
+        raise kind(f"{owner}: cannot make parameters with device={device!r}, dtype={dtype!r}: {e}") from None
+    return param, empty(shape, device=device, dtype=dtype).zero_()
+
+
 class Context:
     """What one forward call saved for its backward (tinygrad's and minitorch's ctx): any attributes."""
 
@@ -65,18 +89,19 @@ class Module:
 
     def backward(self, *gradwrtoutput):
         """The backward of the latest forward; each forward serves one backward."""
-        ctx = self._ctx
-        if ctx is None or ctx is USED:
-            raise self.no_ctx_error(ctx)
-        self._ctx = USED
+        ctx = self.take_ctx()
         if len(gradwrtoutput) == 1:  # by name, as in forward
             return self.backward_ctx(ctx, gradwrtoutput[0])
         return self.backward_ctx(ctx, *gradwrtoutput)
 
-    def no_ctx_error(self, ctx):
-        """The error of a backward that finds no context of a forward left."""
-        why = "called before forward" if ctx is None else "called more times than forward"
-        return RuntimeError(f"{self!r}.backward: {why}")
+    def take_ctx(self):
+        """The latest direct forward's context, for one backward: an error when none is left."""
+        ctx = self._ctx
+        if ctx is None or ctx is USED:
+            why = "called before forward" if ctx is None else "called more times than forward"
+            raise RuntimeError(f"{self!r}.backward: {why}")
+        self._ctx = USED
+        return ctx
 
     def __call__(self, *input):
         return self.forward(*input)
@@ -151,8 +176,7 @@ class Module:
     def to(self, device=None, dtype=None):
         """Move parameters, gradients and buffers in place (optimizers keep the same tensors); returns self.
         dtype applies to floating-point tensors; buffers of integers keep theirs, as in torch.nn."""
-        if dtype is not None and str(dtype) not in FLOAT_DTYPES:
-            raise TypeError(f"{self!r}.to: expected dtype float32 or float64 (what the kernels take), got {dtype!r}")
+        check_dtype(f"{self!r}.to", dtype)
         for p, g in self.param():
             p.data = p.data.to(device=device, dtype=dtype)
             g.data = g.data.to(device=device, dtype=dtype)

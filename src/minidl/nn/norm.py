@@ -3,7 +3,7 @@ update running ones) and the running statistics in evaluation, then a per-channe
 from torch import empty
 
 from .. import backend as _backend
-from .module import CHECKED, FLOAT_DTYPES, Module, kernel_error
+from .module import CHECKED, Module, check_dtype, check_sizes, kernel_error, new_param
 
 
 class _BatchNorm(Module):
@@ -16,21 +16,15 @@ class _BatchNorm(Module):
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1, device=None, dtype=None):
         name = type(self).__name__
-        if not isinstance(num_features, int) or isinstance(num_features, bool) or num_features < 1:
-            raise ValueError(f"{name}: expected num_features to be a positive int, got {num_features!r}")
-        if dtype is not None and str(dtype) not in FLOAT_DTYPES:
-            raise TypeError(f"{name}: expected dtype float32 or float64 (what the kernels take), got {dtype!r}")
+        check_sizes(name, num_features=num_features)
+        check_dtype(name, dtype)
         if momentum is not None and not isinstance(momentum, (int, float)):
             raise TypeError(f"{name}: expected momentum to be a number or None, got {momentum!r}")
         self.num_features, self.eps, self.momentum = num_features, eps, momentum
-        try:
-            self.weight = empty(num_features, device=device, dtype=dtype).fill_(1)
-        except (RuntimeError, TypeError, AssertionError) as e:  # torch asserts when built without CUDA
-            kind = TypeError if isinstance(e, TypeError) else RuntimeError
-            raise kind(f"{name}: cannot make parameters with device={device!r}, dtype={dtype!r}: {e}") from None
-        self.bias = empty(num_features, device=device, dtype=dtype).zero_()
-        self.grad_weight = empty(num_features, device=device, dtype=dtype).zero_()
-        self.grad_bias = empty(num_features, device=device, dtype=dtype).zero_()
+        self.weight, self.grad_weight = new_param(name, num_features, device, dtype)
+        self.weight.fill_(1)
+        self.bias, self.grad_bias = new_param(name, num_features, device, dtype)
+        self.bias.zero_()
         self.running_mean = empty(num_features, device=device, dtype=dtype).zero_()
         self.running_var = empty(num_features, device=device, dtype=dtype).fill_(1)
         self.num_batches_tracked = empty((), device=device).long().zero_()

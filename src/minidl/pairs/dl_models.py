@@ -22,11 +22,7 @@ class PairsModel(Module):
 
     def backward(self, grad_logits, grad_digits=None):
         """The backward of the latest forward; returns None (the input is data)."""
-        ctx = self._ctx
-        if ctx is None or ctx is dl.nn.module.USED:
-            raise self.no_ctx_error(ctx)
-        self._ctx = dl.nn.module.USED
-        return self.backward_ctx(ctx, grad_logits, grad_digits)
+        return self.backward_ctx(self.take_ctx(), grad_logits, grad_digits)
 
     def __repr__(self):
         return f"{type(self).__name__}({', '.join(name for name, _ in self.named_children())})"
