@@ -75,7 +75,7 @@ def _extensions():
         ldflags += [f"-fsanitize={sanitize}"]
     extra = {"cxx": cxx}
     if with_cuda:
-        extra["nvcc"] = ["-O3", "-DMINIDL_WITH_CUDA"]
+        extra["nvcc"] = ["-O3", "--fmad=false", "-DMINIDL_WITH_CUDA"]  # no contraction, as -ffp-contract=off
         ext = CUDAExtension("minidl._C", sources + cuda_sources, extra_compile_args=extra, extra_link_args=ldflags)
     else:
         ext = CppExtension("minidl._C", sources, extra_compile_args=extra, extra_link_args=ldflags)

@@ -50,4 +50,13 @@ inline void check_pool_norm_relu_backward(const at::Tensor& grad_output, const a
   check_per_channel(grad_bias, input, op, "grad_bias");
 }
 
+// The one check that reads data, so the kernels call it and the shape functions do not: a position outside
+// the window would read or write out of bounds. Before any write, so a refused call changes nothing.
+inline void check_argmax_in_window(const at::Tensor& argmax, at::IntArrayRef kernel_size, const char* op) {
+  if (argmax.numel() == 0) return;
+  const int top = argmax.amax().item<uint8_t>();
+  TORCH_CHECK_INDEX(top < kernel_size[0] * kernel_size[1], op, ": expected argmax in [0, ",
+                    kernel_size[0] * kernel_size[1], ") for kernel_size ", kernel_size, ", got ", top);
+}
+
 }  // namespace minidl

@@ -174,14 +174,17 @@ def test_bad_arguments_name_the_op(ops, bad, message):
         ops.pool_norm_relu_forward(x, [2, 2], [2, 2], w, w.clone(), rm, rv, True, 0.1, 1e-5)
 
 
-def test_backward_refuses_an_argmax_outside_the_window(ops):
-    x, w = torch.randn(2, 3, 4, 4), torch.randn(3)
-    y, pooled, argmax, mean, invstd = ops.pool_norm_relu_forward(x, [2, 2], [2, 2], w, torch.zeros(3), torch.zeros(3),
-                                                                 torch.ones(3), True, 0.1, 1e-5)
+def test_backward_refuses_an_argmax_outside_the_window_before_writing(ops, device):
+    x, w, zeros = torch.randn(2, 3, 4, 4, device=device), torch.randn(3, device=device), torch.zeros(3, device=device)
+    y, pooled, argmax, mean, invstd = ops.pool_norm_relu_forward(x, [2, 2], [2, 2], w, zeros, zeros.clone(),
+                                                                 zeros + 1, True, 0.1, 1e-5)
     argmax[0, 0, 0, 0] = 4
-    with pytest.raises(IndexError, match=r"minidl.pool_norm_relu_backward: expected argmax in \[0, 4\)"):
+    grad_weight, grad_bias = zeros.clone(), zeros.clone()
+    with pytest.raises(IndexError, match=r"minidl.pool_norm_relu_backward: expected argmax in \[0, 4\) for "
+                                         r"kernel_size \[2, 2\], got 4"):
         ops.pool_norm_relu_backward(torch.ones_like(y), x, y, pooled, argmax, [2, 2], [2, 2], w, mean, invstd,
-                                    torch.zeros(3), torch.zeros(3), True)
+                                    grad_weight, grad_bias, True)
+    assert not grad_weight.any() and not grad_bias.any()  # refused before the batch norm's sums
 
 
 def test_block_module_repr_and_children():

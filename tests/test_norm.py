@@ -114,12 +114,13 @@ def test_backends_agree(device):
     for channels_last in (False, True):
         for dtype in (torch.float32, torch.float64):
             x = _layout(torch.randn(9, 4, 3, 5, dtype=dtype, device=device) * 2 + 3, channels_last)
-            w, b, g = torch.randn(4, dtype=dtype), torch.randn(4, dtype=dtype), torch.randn_like(x)
+            like = dict(dtype=dtype, device=device)
+            w, b, g = torch.randn(4, **like), torch.randn(4, **like), torch.randn_like(x)
             results = []
             for k in (cpp, python):
-                rm, rv = torch.zeros(4, dtype=dtype), torch.ones(4, dtype=dtype)
+                rm, rv = torch.zeros(4, **like), torch.ones(4, **like)
                 y, mean, invstd = k.batch_norm_forward(x, w, b, rm, rv, True, 0.1, 1e-5)
-                gw, gb = torch.zeros(4, dtype=dtype), torch.zeros(4, dtype=dtype)
+                gw, gb = torch.zeros(4, **like), torch.zeros(4, **like)
                 results.append((y, mean, invstd, rm, rv, k.batch_norm_backward(g, x, w, mean, invstd, gw, gb, True),
                                 gw, gb))
             # The two sum in different orders: agreement to a few units of rounding of the largest element.

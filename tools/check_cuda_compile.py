@@ -6,8 +6,8 @@
 A syntax or type error in the CUDA kernels then fails CI on machines that have nvcc but no GPU
 (and a CPU-only torch: its wheel ships the ATen/c10 CUDA headers). The flags follow what
 torch.utils.cpp_extension.BuildExtension passes to nvcc for minidl's CUDAExtension in setup.py
-(-std=c++20, COMMON_NVCC_FLAGS, -fPIC, -O3, -DMINIDL_WITH_CUDA, TORCH_EXTENSION_NAME, ...), with
-real code generation (-gencode ... code=sm_XX, so ptxas runs too) for each --arch. Objects go to
+(-std=c++20, COMMON_NVCC_FLAGS, -fPIC, -O3, --fmad=false, -DMINIDL_WITH_CUDA, TORCH_EXTENSION_NAME,
+...), with real code generation (-gencode ... code=sm_XX, so ptxas runs too) for each --arch. Objects go to
 a temporary directory and are deleted: nothing is linked or loaded.
 
 Exit status: 0 when every file compiles, or when nvcc is absent (it prints "skipped: nvcc not
@@ -48,7 +48,7 @@ def nvcc_flags(archs):
     includes = cpp_extension.include_paths("cpu") + [sysconfig.get_paths()["include"]]
     flags = ["-std=c++20"] + list(cpp_extension.COMMON_NVCC_FLAGS)
     flags += ["--compiler-options", "-fPIC"]
-    flags += ["-O3", "-DMINIDL_WITH_CUDA"]  # setup.py's extra_compile_args["nvcc"]
+    flags += ["-O3", "--fmad=false", "-DMINIDL_WITH_CUDA"]  # setup.py's extra_compile_args["nvcc"]
     flags += ["-DTORCH_API_INCLUDE_EXTENSION_H", "-DTORCH_EXTENSION_NAME=_C"]
     for a in archs:
         flags += ["-gencode", f"arch=compute_{a},code=sm_{a}"]

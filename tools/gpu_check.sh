@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Build minidl against this machine's CUDA torch and check it on the GPU, in one go: the CUDA
-# tests, compute-sanitizer's memcheck over every op, the disk example and a short pairs study on
-# CUDA, the GPU benchmark, then the rest of the test suite. Run from the repository root:
+# tests, every device-parametrized test's CUDA variant, compute-sanitizer's memcheck over every op
+# and a training step of each study model, the disk example and a short pairs study on CUDA, the
+# GPU benchmark (its conv section first), then the rest of the test suite. Run from the repository root:
 #
 #     bash tools/gpu_check.sh            # logs and bench JSON in $OUT (default: a new temp folder)
 #
@@ -75,10 +76,15 @@ print('backend', minidl.get_backend(), '| CUDA kernels:',
 
 CUDA_TESTS=(tests/test_cuda_kernels.py tests/test_cuda_autograd.py tests/test_cuda_errors.py tests/test_cuda_streams.py
             tests/test_cuda_modules.py)
+XDIST=$("$PY" -c "import xdist" 2>/dev/null && echo "-n 8")  # pytest-xdist, where installed: 4x faster
 stage "pytest (the CUDA tests)" 150 "$OUT/test_cuda.log" \
   "$PY" -m pytest -q -p no:cacheprovider -rfEs "${CUDA_TESTS[@]}"
+stage "pytest (the other tests' CUDA variants)" 240 "$OUT/test_cuda_variants.log" \
+  "$PY" -m pytest -q -p no:cacheprovider -rfE $XDIST tests -k cuda "${CUDA_TESTS[@]/#/--ignore=}" \
+  --ignore tests/test_cuda_compile.py
+# No caching allocator: each tensor its own allocation, so that memcheck sees a read past its end.
 stage "compute-sanitizer memcheck" 150 "$OUT/extras.log" \
-  compute-sanitizer --tool memcheck --error-exitcode 7 "$PY" tools/cuda_memcheck.py
+  env PYTORCH_NO_CUDA_MEMORY_CACHING=1 compute-sanitizer --tool memcheck --error-exitcode 7 "$PY" tools/cuda_memcheck.py
 stage "examples/disk.py --device cuda" 60 "$OUT/extras.log" \
   "$PY" examples/disk.py --device cuda --rounds 3 --log-every 100
 if [[ -n ${MINIDL_MNIST_DIR:-} ]]; then
@@ -86,11 +92,13 @@ if [[ -n ${MINIDL_MNIST_DIR:-} ]]; then
     "$PY" -m minidl.pairs --device cuda --data-dir "$MINIDL_MNIST_DIR" --rounds 2 --models convnet,siamese_aux \
     --quiet --out "$OUT/pairs-cuda"
 fi
+stage "python -m minidl.bench --device cuda --sections conv" 90 "$OUT/bench_cuda.md" \
+  "$PY" -m minidl.bench --device cuda --sections conv --json "$OUT/bench_cuda_conv.json"
 stage "python -m minidl.bench --device cuda" 240 "$OUT/bench_cuda.md" \
   "$PY" -m minidl.bench --device cuda --json "$OUT/bench_cuda.json"
-XDIST=$("$PY" -c "import xdist" 2>/dev/null && echo "-n 8")  # pytest-xdist, where installed: 4x faster
 stage "pytest (the rest)" 600 "$OUT/test_rest.log" \
-  "$PY" -m pytest -q -p no:cacheprovider -rfE $XDIST tests "${CUDA_TESTS[@]/#/--ignore=}" --ignore tests/test_cuda_compile.py
+  "$PY" -m pytest -q -p no:cacheprovider -rfE $XDIST tests -k "not cuda" "${CUDA_TESTS[@]/#/--ignore=}" \
+  --ignore tests/test_cuda_compile.py
 
 echo "== summary ($(($(date +%s) - START)) s; logs in $OUT)"
 printf '%s\n' "${STATUS[@]}"

@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <initializer_list>
 #include <map>
 #include <utility>
 #include <vector>
@@ -96,7 +97,8 @@ void launch_all(const std::vector<at::Tensor>& params, const std::vector<at::Ten
     const int64_t n = params[i].numel();
     if (n == 0) continue;
     table.p[tensors] = params[i].mutable_data_ptr<T>();
-    table.g[tensors] = grads[i].mutable_data_ptr<T>();
+    // Written only to zero it: a gradient kept must not be copied on write.
+    table.g[tensors] = zero_grads ? grads[i].mutable_data_ptr<T>() : const_cast<T*>(grads[i].const_data_ptr<T>());
     table.m[tensors] = exp_avgs[i].mutable_data_ptr<T>();
     table.v[tensors] = exp_avg_sqs[i].mutable_data_ptr<T>();
     table.n[tensors] = n;
@@ -125,9 +127,9 @@ void launch_all(const std::vector<at::Tensor>& params, const std::vector<at::Ten
 }
 
 // Whether two of these tensors use the same storage.
-bool shares_storage(at::TensorList a, at::TensorList b) {
+bool shares_storage(std::initializer_list<at::TensorList> lists) {
   std::vector<const void*> storages;
-  for (at::TensorList list : {a, b})
+  for (at::TensorList list : lists)
     for (const at::Tensor& t : list) storages.push_back(t.storage().unsafeGetStorageImpl());
   std::sort(storages.begin(), storages.end());
   return std::adjacent_find(storages.begin(), storages.end()) != storages.end();
@@ -138,7 +140,8 @@ void adam_step_cuda(at::TensorList params, at::TensorList grads, at::TensorList 
                     double weight_decay, bool zero_grads) {
   check_adam_step(params, grads, exp_avgs, exp_avg_sqs, step, lr, beta1, beta2, eps, weight_decay, zero_grads);
   const AdamScalars s = adam_scalars(step, lr, beta1, beta2, eps, weight_decay);
-  const bool batched = !shares_storage(params, grads);
+  // Shared storage would race between blocks: such lists step one tensor after another, as on the CPU.
+  const bool batched = !shares_storage({params, grads, exp_avgs, exp_avg_sqs});
   using Key = std::pair<c10::DeviceIndex, at::ScalarType>;
   std::map<Key, std::vector<size_t>> groups;  // the kernel's tensors by device and dtype
   for (size_t i = 0; i < params.size(); ++i) {

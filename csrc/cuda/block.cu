@@ -62,6 +62,7 @@ at::Tensor pool_norm_relu_backward(const at::Tensor& grad_output, const at::Tens
                                 grad_weight, grad_bias, op);
   TORCH_CHECK(input.is_cuda(), op, ": CUDA kernel got a tensor on ", input.device());
   const c10::cuda::CUDAGuard guard(input.device());
+  check_argmax_in_window(argmax, kernel_size, op);  // one synchronisation, for the CPU kernel's error
   const at::NoGradGuard no_grad;
   static const auto relu_back = handle<ops::relu_backward>();
   static const auto norm_back = handle<ops::batch_norm_backward>();

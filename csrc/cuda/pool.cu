@@ -1,7 +1,9 @@
 // MaxPool2d's ops as CUDA kernels: the twins of ops/pool.cpp and cpu/pool.cpp, with the same checks,
 // tie and NaN rules and memory formats. The backward gathers (one thread per input element, its
 // windows in order) rather than scattering with atomics: deterministic, and in the CPU's order.
-// An index outside its plane matches no element there, so it adds nothing (the CPU kernel raises).
+// An index outside its plane is refused, as on the CPU; one inside the plane but outside its own window
+// matches no element the gather visits, so it adds nothing (the CPU kernel adds it there; torch's CUDA
+// kernel drops it too).
 #include <ATen/Dispatch.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/core/grad_mode.h>
@@ -148,6 +150,9 @@ at::Tensor maxpool2d_backward_cuda(const at::Tensor& grad_output, const at::Tens
   const int64_t total = grad_input.numel();
   if (total == 0) return grad_input;
   at::Tensor g = grad_output.contiguous(format), idx = indices.contiguous(format);
+  const int64_t plane = input.size(2) * input.size(3);  // one synchronisation, for the CPU kernel's error
+  TORCH_CHECK_INDEX(!idx.lt(0).logical_or_(idx.ge(plane)).any().item<bool>(), op, ": expected indices in [0, ", plane,
+                    ") for input of shape ", input.sizes(), ", got one outside");
   const Dims d = dims_of(input, kernel_size, stride, g.size(2), g.size(3), format);
   AT_DISPATCH_FLOATING_TYPES(g.scalar_type(), "minidl_maxpool2d_backward_cuda", [&] {
     backward_kernel<scalar_t><<<blocks_for(total), kThreads, 0, c10::cuda::getCurrentCUDAStream()>>>(

@@ -61,6 +61,7 @@ at::Tensor pool_norm_relu_backward(const at::Tensor& grad_output, const at::Tens
   check_pool_norm_relu_backward(grad_output, input, output, pooled, argmax, kernel_size, stride, weight, mean, invstd,
                                 grad_weight, grad_bias, op);
   check_cpu(input, op);
+  check_argmax_in_window(argmax, kernel_size, op);
   const at::NoGradGuard no_grad;
   const bool channels_last = is_channels_last(input);
   const auto format = channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
@@ -77,15 +78,6 @@ at::Tensor pool_norm_relu_backward(const at::Tensor& grad_output, const at::Tens
   const NormGradCoefficients k = norm_grad_coefficients(gsum, dot, static_cast<double>(l.count()), weight, invstd,
                                                         grad_weight, grad_bias, training);
   if (grad_input.numel() == 0) return grad_input;
-  // Only the argmax's range is unchecked above: a position outside the window would write out of bounds.
-  const int64_t window = kernel_size[0] * kernel_size[1];
-  if (a.numel() > 0) {
-    const uint8_t* ap = a.const_data_ptr<uint8_t>();
-    uint8_t top = 0;
-    for (int64_t i = 0; i < a.numel(); ++i) top = ap[i] > top ? ap[i] : top;
-    TORCH_CHECK_INDEX(top < window, op, ": expected argmax in [0, ", window, ") for kernel_size ", kernel_size,
-                      ", got ", static_cast<int>(top));
-  }
   const cpu::Window w{kernel_size[0], kernel_size[1], stride[0], stride[1]};
   cpu::block_grad_input(g, y, p, a, grad_input, w, channels_last, m, k.grad_mean, k.k, k.scale);
   return grad_input;

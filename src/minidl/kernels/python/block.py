@@ -29,12 +29,12 @@ def pool_norm_relu_backward(grad_output, input, output, pooled, argmax, kernel_s
     check_pool_norm_relu_backward(grad_output, input, output, pooled, argmax, kernel_size, stride, weight, mean,
                                   invstd, grad_weight, grad_bias, op)
     (kh, kw), (sh, sw) = kernel_size, stride
-    drop = scratch_like("relu mask", output).copy_(output).le_(0)
-    gz = dropped_where(grad_output, drop)  # a NaN output keeps its gradient, as in torch
-    gp = batch_norm_backward(gz, pooled, weight, mean, invstd, grad_weight, grad_bias, training)
     if argmax.numel() and int(argmax.amax()) >= kh * kw:  # amax: ~10x faster than max() on uint8 (torch 2.13, CPU)
         raise IndexError(f"{op}: expected argmax in [0, {kh * kw}) for kernel_size {list(kernel_size)}, got "
                          f"{int(argmax.amax())}")
+    drop = scratch_like("relu mask", output).copy_(output).le_(0)
+    gz = dropped_where(grad_output, drop)  # a NaN output keeps its gradient, as in torch
+    gp = batch_norm_backward(gz, pooled, weight, mean, invstd, grad_weight, grad_bias, training)
     if (sh, sw) != (kh, kw):  # windows that overlap or leave gaps: scatter, adding in window order
         indices = tap_offsets(input, kernel_size).take(argmax.to(_LONG))
         indices.add_(window_starts(input, list(argmax.shape), stride))
