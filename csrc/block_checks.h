@@ -52,6 +52,7 @@ inline void check_pool_norm_relu_backward(const at::Tensor& grad_output, const a
 
 // The one check that reads data, so the kernels call it and the shape functions do not: a position outside
 // the window would read or write out of bounds. Before any write, so a refused call changes nothing.
+// Its Python twin is in kernels/python/block.py.
 inline void check_argmax_in_window(const at::Tensor& argmax, at::IntArrayRef kernel_size, const char* op) {
   if (argmax.numel() == 0) return;
   const int top = argmax.amax().item<uint8_t>();

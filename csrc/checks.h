@@ -5,7 +5,10 @@
 #pragma once
 #include <ATen/core/Tensor.h>
 
+#include <algorithm>
+#include <initializer_list>
 #include <ostream>
+#include <vector>
 
 namespace minidl {
 
@@ -71,6 +74,18 @@ void check_elementwise_backward(const at::Tensor& grad_output, const at::Tensor&
   check_float(saved, op, saved_name);
   check_like(grad_output, saved, op, "grad_output", saved_name);
   check_shape(grad_output, saved.sizes(), op, "grad_output");
+}
+
+// Whether two tensors of these lists share memory: such lists step one tensor after another, since a
+// multi-tensor update would race on it (CUDA) or apply each step to the state before the other (_foreach).
+inline bool shares_storage(std::initializer_list<at::TensorList> lists) {
+  std::vector<const void*> storages;
+  for (at::TensorList list : lists)
+    for (const at::Tensor& t : list)
+      storages.push_back(t.has_storage() ? static_cast<const void*>(t.storage().unsafeGetStorageImpl())
+                                         : static_cast<const void*>(t.unsafeGetTensorImpl()));
+  std::sort(storages.begin(), storages.end());
+  return std::adjacent_find(storages.begin(), storages.end()) != storages.end();
 }
 
 }  // namespace minidl

@@ -130,24 +130,6 @@ def test_zero_grads_equals_a_step_then_zero(ops, device, transposed):
     assert all(torch.count_nonzero(g) == 0 for g in gs)
 
 
-@pytest.mark.parametrize("shared", ["params", "exp_avgs", "exp_avg_sqs"])
-def test_a_tensor_listed_twice_steps_twice_in_list_order(ops, device, shared):
-    """As if each parameter stepped alone, one after the other (CUDA's batched kernel would race on it)."""
-    torch.manual_seed(4)
-    lists = {name: [torch.rand(7, device=device) for _ in range(2)] for name in ("params", "exp_avgs", "exp_avg_sqs")}
-    lists[shared][1] = lists[shared][0]
-    grads = [torch.randn(7, device=device) for _ in range(2)]
-    ref = {name: [t.clone() for t in ts] for name, ts in lists.items()}
-    ref[shared][1] = ref[shared][0]
-    for i in range(2):
-        ops.adam_step_([ref["params"][i]], [grads[i]], [ref["exp_avgs"][i]], [ref["exp_avg_sqs"][i]], 3, 0.1, 0.9,
-                       0.999, 1e-8, 0.01)
-    ops.adam_step_(lists["params"], grads, lists["exp_avgs"], lists["exp_avg_sqs"], 3, 0.1, 0.9, 0.999, 1e-8, 0.01)
-    for name in lists:
-        for a, b in zip(lists[name], ref[name]):
-            assert torch.equal(a, b), name
-
-
 def test_empty_lists_step_nothing(ops):
     ops.adam_step_([], [], [], [], 1, 1e-3, 0.9, 0.999, 1e-8, 0.0)
     opt = dl.Adam([])

@@ -22,7 +22,7 @@ DEV = "cuda"
 def study_steps():
     """One training step of each study model, as the study takes it, on a batch of 7 (memcheck is slow)."""
     for name in MODELS:
-        trainer = MinidlTrainer(build_model(name, "minidl").to(device=DEV), TrainConfig(cosine=False), DEV)
+        trainer = MinidlTrainer(build_model(name, "minidl"), TrainConfig(cosine=False), DEV)  # moves it
         x, y = torch.randn(7, 2, 14, 14, device=DEV), torch.randint(0, 2, (7,), device=DEV)
         c = torch.randint(0, 10, (7, 2), device=DEV)
         trainer.epoch(x, y, c, torch.arange(7, device=DEV))

@@ -13,11 +13,11 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <initializer_list>
 #include <map>
 #include <utility>
 #include <vector>
 
+#include "../checks.h"
 #include "../ops/adam.h"
 
 namespace minidl {
@@ -126,22 +126,12 @@ void launch_all(const std::vector<at::Tensor>& params, const std::vector<at::Ten
   if (blocks > 0) launch();
 }
 
-// Whether two of these tensors use the same storage.
-bool shares_storage(std::initializer_list<at::TensorList> lists) {
-  std::vector<const void*> storages;
-  for (at::TensorList list : lists)
-    for (const at::Tensor& t : list) storages.push_back(t.storage().unsafeGetStorageImpl());
-  std::sort(storages.begin(), storages.end());
-  return std::adjacent_find(storages.begin(), storages.end()) != storages.end();
-}
-
 void adam_step_cuda(at::TensorList params, at::TensorList grads, at::TensorList exp_avgs,
                     at::TensorList exp_avg_sqs, int64_t step, double lr, double beta1, double beta2, double eps,
                     double weight_decay, bool zero_grads) {
   check_adam_step(params, grads, exp_avgs, exp_avg_sqs, step, lr, beta1, beta2, eps, weight_decay, zero_grads);
   const AdamScalars s = adam_scalars(step, lr, beta1, beta2, eps, weight_decay);
-  // Shared storage would race between blocks: such lists step one tensor after another, as on the CPU.
-  const bool batched = !shares_storage({params, grads, exp_avgs, exp_avg_sqs});
+  const bool batched = !shares_storage({params, grads, exp_avgs, exp_avg_sqs});  // else one after another
   using Key = std::pair<c10::DeviceIndex, at::ScalarType>;
   std::map<Key, std::vector<size_t>> groups;  // the kernel's tensors by device and dtype
   for (size_t i = 0; i < params.size(); ++i) {

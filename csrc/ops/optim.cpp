@@ -36,18 +36,6 @@ MINIDL_CLONES void sgd_loop(T* p, T* g, T* v, int64_t n, T lr, T momentum, T wei
   }
 }
 
-// Whether any two of these tensors use the same storage (one allocation: a sorted vector).
-bool shares_memory(at::TensorList a, at::TensorList b) {
-  std::vector<const void*> storages;
-  storages.reserve(a.size() + b.size());
-  for (at::TensorList list : {a, b})
-    for (const at::Tensor& t : list)
-      storages.push_back(t.has_storage() ? static_cast<const void*>(t.storage().unsafeGetStorageImpl())
-                                         : static_cast<const void*>(t.unsafeGetTensorImpl()));
-  std::sort(storages.begin(), storages.end());
-  return std::adjacent_find(storages.begin(), storages.end()) != storages.end();
-}
-
 }  // namespace
 
 void sgd_step_(at::TensorList params, at::TensorList grads, at::TensorList momentum_buffers, double lr,
@@ -74,7 +62,7 @@ void sgd_step_(at::TensorList params, at::TensorList grads, at::TensorList momen
   }
   // Tensors the CPU loop can't take (other devices, other strides) step together through ATen's
   // _foreach ops, torch.optim.SGD's own arithmetic: on CUDA a few multi-tensor launches for the
-  // whole list instead of a few per parameter. Not when parameters or gradients share memory (a
+  // whole list instead of a few per parameter. Not when two tensors of the lists share memory (a
   // list that names a tensor twice): then each entry steps in turn, so the second sees the first's
   // update, as on the CPU loop and the Python fallback.
   const at::NoGradGuard no_grad;  // the ATen paths update in place, as torch.optim does under no_grad
@@ -84,7 +72,7 @@ void sgd_step_(at::TensorList params, at::TensorList grads, at::TensorList momen
     at::Tensor p = params[i];
     at::Tensor v = use_momentum ? momentum_buffers[i] : at::Tensor();
     const bool direct = p.is_cpu() && p.is_contiguous() && grads[i].is_contiguous() && (!use_momentum || v.is_contiguous());
-    if (!direct && !together.has_value()) together = !shares_memory(params, grads);
+    if (!direct && !together.has_value()) together = !shares_storage({params, grads, momentum_buffers});
     if (!direct && *together) {
       other_p.push_back(p);
       other_g.push_back(grads[i]);

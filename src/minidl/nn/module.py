@@ -39,8 +39,7 @@ def check_dtype(owner, dtype):
 
 
 def new_param(owner, shape, device, dtype):
-    """An uninitialised parameter and its zeroed gradient, or an error naming owner when the device or
-    dtype cannot hold them."""
+    """(parameter, its zeroed gradient), the parameter uninitialised; an error naming owner if they cannot be made."""
     try:
         param = empty(shape, device=device, dtype=dtype)
     except (RuntimeError, TypeError, AssertionError) as e:  # torch asserts when built without CUDA
