@@ -69,6 +69,22 @@ def train_ranks(rank, world, init_file, out, scenarios):
     distributed.shutdown()
 
 
+def buffer_ranks(rank, world, init_file, out, broadcast):
+    """Two training steps of a network with batch norm on this rank's half of the batch, then an evaluation
+    of the whole batch: the buffers after training and after the evaluation, and its output."""
+    join(rank, world, init_file)
+    torch.manual_seed(100 + rank)
+    net = distributed.DataParallel(dl.Sequential(dl.Linear(2, 4), dl.BatchNorm1d(4), dl.Tanh(), dl.Linear(4, 2)),
+                                   broadcast_buffers=broadcast)
+    x, target = batch("disk", torch.float32)
+    part = lambda t: t.tensor_split(world)[rank]
+    train(net, optimizer("sgd", net), part(x), part(target), steps=2)
+    trained = {name: t.clone() for name, t in net.named_buffers()}
+    y = net.eval().forward(x)
+    torch.save({"trained": trained, "evaluated": dict(net.named_buffers()), "y": y}, os.path.join(out, f"rank{rank}.pt"))
+    distributed.shutdown()
+
+
 class Mixed(dl.Module):
     """Parameters of mixed sizes and dtypes, whose backward writes rank-dependent gradients."""
 

@@ -1,13 +1,15 @@
 """python pairs_rank_faults.py MODE STUDY-OPTIONS, under torchrun: the study with a fault on rank 1.
 
 MODE: kill (rank 1 is killed, as by the OOM killer, in its first run, once rank 0 has recorded a run),
-raise (its first run raises FloatingPointError), data (its data cannot be read)."""
+raise (its first run raises FloatingPointError), data (its data cannot be read), own-data (its --data-dir
+is $RANK1_DATA_DIR, a copy at another path, and its runs must read that one)."""
 import os
 import signal
 import sys
+from pathlib import Path
 
 import minidl.pairs.__main__ as cli
-from minidl.pairs import ranks
+from minidl.pairs import ranks, study
 
 MODE = sys.argv.pop(1)
 RUN_ONE, DATA_PROBLEM = ranks.run_one, cli.data_problem
@@ -40,5 +42,17 @@ def data_problem(args):
     return "cannot read the MNIST data: injected" if FAULTY and MODE == "data" else DATA_PROBLEM(args)
 
 
+def own_data(n, seed, data_dir):
+    """The study's data, on rank 1 only from its own --data-dir."""
+    own = str(Path(os.environ["RANK1_DATA_DIR"]).resolve())
+    if data_dir != own:
+        raise ValueError(f"rank 1 read the data in {data_dir}, not its own {own}")
+    return GENERATE(n, seed=seed, data_dir=data_dir)
+
+
+GENERATE = study.generate_pair_sets
+if FAULTY and MODE == "own-data":
+    sys.argv[sys.argv.index("--data-dir") + 1] = os.environ["RANK1_DATA_DIR"]
+    study.generate_pair_sets = own_data
 ranks.run_one, cli.data_problem = run_one, data_problem
 sys.exit(cli.main(sys.argv[1:]))

@@ -101,6 +101,22 @@ def test_gradients_of_mixed_sizes_and_dtypes_are_averaged_one_all_reduce_per_buc
             assert torch.equal(got["accumulated"][i], 2 * ranks_mean), f"gradient {i} after no_sync"
 
 
+@pytest.mark.parametrize("broadcast", [True, False])
+def test_each_forward_gives_every_rank_rank_0s_buffers(tmp_path, broadcast):
+    """As DistributedDataParallel's broadcast_buffers: batch norm's running statistics, updated by each rank
+    from its own half, are rank 0's at the start of every forward, so the ranks evaluate alike."""
+    assert run_ranks(workers.buffer_ranks, tmp_path, broadcast) == [0] * WORLD
+    ranks = [torch.load(tmp_path / f"rank{rank}.pt") for rank in range(WORLD)]
+    mean = "1.running_mean"
+    assert not torch.equal(ranks[0]["trained"][mean], ranks[1]["trained"][mean]), "each rank updates from its half"
+    alike = torch.equal(ranks[0]["y"], ranks[1]["y"]) and torch.equal(ranks[0]["evaluated"][mean],
+                                                                      ranks[1]["evaluated"][mean])
+    assert alike == broadcast
+    if broadcast:
+        for name, t in ranks[1]["evaluated"].items():
+            assert torch.equal(t, ranks[0]["trained"][name]), name
+
+
 @pytest.mark.parametrize("mode", ["raise", "stall"])
 def test_a_rank_that_raises_or_stalls_does_not_leave_the_other_waiting(tmp_path, mode):
     codes = run_ranks(workers.failing_ranks, tmp_path, mode, timeout=60)

@@ -13,6 +13,7 @@ from minidl.pairs.__main__ import main
 from minidl.pairs.store import RUNS_FILE
 
 from conftest import PACKAGE_ROOT, subprocess_env
+from test_pairs_data import full_mnist_dir
 from test_pairs_resume import complete_lines, load, untimed
 
 TESTS = Path(__file__).resolve().parent
@@ -21,11 +22,11 @@ STUDY = ["--models", "mlp,convnet", "--rounds", "3", "--epochs", "1", "--n-pairs
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
 
 
-def torchrun(out, *extra, fault=None, timeout=120):
+def torchrun(out, *extra, fault=None, timeout=120, **env):
     """The study under torchrun with two ranks (rank 1 given FAULT, see pairs_rank_faults.py)."""
     program = ["-m", "minidl.pairs"] if fault is None else [str(TESTS / "pairs_rank_faults.py"), fault]
     return subprocess.run([*TORCHRUN, *program, *STUDY, "--out", str(out), *extra], capture_output=True,
-                          text=True, env=subprocess_env(PYTHONWARNINGS="ignore"), cwd=PACKAGE_ROOT,
+                          text=True, env=subprocess_env(PYTHONWARNINGS="ignore", **env), cwd=PACKAGE_ROOT,
                           timeout=timeout)
 
 
@@ -99,3 +100,17 @@ def test_jobs_is_refused_under_torchrun(monkeypatch, capsys):
     assert "--jobs 2: under torchrun each rank runs one run at a time" in capsys.readouterr().err
     args, _ = parse_args(STUDY)
     assert (args.rank, args.world_size, args.jobs) == (1, 2, 1)
+
+
+def test_each_rank_reads_the_data_in_its_own_data_dir(tmp_path):
+    """Machines may hold their copies at different paths: rank 1 reads its own, not rank 0's."""
+    copies = []
+    for name in ("rank0-data", "rank1-data"):  # folders of links: each resolves to itself
+        copy = tmp_path / name
+        copy.mkdir()
+        for f in full_mnist_dir().glob("*-ubyte*"):
+            (copy / f.name).symlink_to(f.resolve())
+        copies.append(copy)
+    done = torchrun(tmp_path / "out", "--data-dir", str(copies[0]), fault="own-data", RANK1_DATA_DIR=str(copies[1]))
+    assert done.returncode == 0, done.stderr  # before: "rank 1 read the data in .../rank0-data"
+    assert sorted(recorded(tmp_path / "out")) == sorted((m, r) for r in range(3) for m in ("mlp", "convnet"))

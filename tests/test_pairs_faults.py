@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -175,6 +176,20 @@ def test_a_task_error_in_a_worker_is_raised_in_the_parent(tasks, error, message)
         for result in run_in_processes(square_or_fail, tasks, jobs=2):
             results.append(result)
     assert set(results) <= {1, 4}
+
+
+def square_then_exit_soon(x):
+    """x * x; its worker process then exits 0.1 s later, as one killed after its last task would."""
+    threading.Timer(0.1, os._exit, (3,)).start()
+    return x * x
+
+
+def test_a_worker_that_dies_after_its_last_task_loses_nothing():
+    results = []
+    for result in run_in_processes(square_then_exit_soon, [2, 3], jobs=2):
+        results.append(result)
+        time.sleep(0.5)  # meanwhile its worker dies, before it is told there is nothing left
+    assert sorted(results) == [4, 9]  # before: a KeyError from the error path that found no task
 
 
 def test_a_study_in_this_process_gives_back_its_thread_count(tmp_path, capsys):

@@ -172,9 +172,11 @@ def _check_devices(tensors, who):
 class DataParallel(Module):
     """Wraps a Module: rank 0's parameters and buffers on every rank, and after each backward every
     parameter gradient is the mean over the ranks (one all-reduce per bucket), so that every rank's
-    optimizer takes the same step. param(), state_dict(), train()/eval() and to() are the module's."""
+    optimizer takes the same step. With broadcast_buffers (DistributedDataParallel's default) each
+    forward first copies rank 0's buffers (batch norm's running statistics) to every rank, so that all
+    ranks evaluate alike. param(), state_dict(), train()/eval() and to() are the module's."""
 
-    def __init__(self, module, bucket_cap_mb=BUCKET_CAP_MB, group=None):
+    def __init__(self, module, bucket_cap_mb=BUCKET_CAP_MB, group=None, broadcast_buffers=True):
         if not isinstance(module, Module):
             raise TypeError(f"DataParallel: expected a minidl Module, got {type(module).__name__}")
         if not dist.is_initialized():
@@ -183,6 +185,7 @@ class DataParallel(Module):
         if not bucket_cap_mb > 0:
             raise ValueError(f"DataParallel: expected bucket_cap_mb > 0, got {bucket_cap_mb!r}")
         self.module, self.group, self.cap_bytes = module, group, int(bucket_cap_mb * 2 ** 20)
+        self.broadcast_buffers = bool(broadcast_buffers)
         self.sync = True  # no_sync() turns the averaging off for gradient accumulation
         self._buckets, self._layout = [], None
         self._check_same_module()
@@ -199,9 +202,10 @@ class DataParallel(Module):
                 raise DistributedError(f"DataParallel: rank {r}'s module differs from rank "
                                        f"{dist.get_rank(self.group)}'s: {theirs} vs {mine}")
 
-    def broadcast_state(self):
-        """Copy rank 0's parameters and buffers into every rank's, bucket by bucket."""
-        tensors = [p.detach() for p in dict((id(t), t) for t in self.state_dict().values()).values()]
+    def broadcast_state(self, buffers_only=False):
+        """Copy rank 0's parameters and buffers (or its buffers only) into every rank's, bucket by bucket."""
+        state = dict(self.named_buffers()) if buffers_only else self.state_dict()
+        tensors = [p.detach() for p in dict((id(t), t) for t in state.values()).values()]
         src = dist.get_global_rank(self.group, 0) if self.group is not None else 0
         for bucket in make_buckets(tensors, self.cap_bytes):
             flat = bucket.pack(tensors)
@@ -246,6 +250,8 @@ class DataParallel(Module):
             self.sync = previous
 
     def forward_ctx(self, ctx, *input):
+        if self.broadcast_buffers and dist.get_world_size(self.group) > 1 and self.named_buffers():
+            self.broadcast_state(buffers_only=True)
         return self.module.forward_ctx(ctx, *input)
 
     def backward(self, *gradwrtoutput, **kwargs):

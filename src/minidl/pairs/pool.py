@@ -133,7 +133,8 @@ def run_in_processes(fn, tasks, jobs, name=str):
                 yield value
                 try:
                     give_next(conn, process)
-                except OSError:
-                    raise _died(process, running[conn][1], running, name) from None
+                except OSError:  # it died meanwhile: a task lost if it was given one, else nothing
+                    if conn in running:
+                        raise _died(process, running[conn][1], running, name) from None
     finally:
         _stop(workers)

@@ -7,6 +7,7 @@ store, runs them exactly as a one-process study would (each seeded on its own), 
 finished run, or its error, to rank 0, which appends the run to rounds.jsonl as it arrives. Every
 wait on another rank has a timeout: a rank that fails ends the job, it does not hang it."""
 
+import dataclasses
 import datetime
 import os
 import pickle
@@ -166,6 +167,8 @@ def follow(args, channel, data_problem, prog):
     if kind == "stop":  # rank 0 refused the study and said why
         return plan[0]
     config, todo = plan
+    if args.data_dir is not None:  # rank 0's path is on its machine: read this machine's copy, checked above
+        config = dataclasses.replace(config, data_dir=str(args.data_dir.resolve()))
     error = work(channel, config, todo)
     if error is not None:
         return fail(channel, prog, ": ".join(describe(error)))
