@@ -15,17 +15,20 @@ def channels_last(t):
     return t.contiguous(memory_format=torch.channels_last)
 
 
-def conv_calls(layout, padding):
-    """conv2d_forward and conv2d_backward's outputs for one seed (the study's second layer's shape, small)."""
+def conv_calls(layout, padding, n=3, c=5):
+    """conv2d_forward and conv2d_backward's outputs for one seed (the study's second layer's shape, small),
+    PADDING (ph, pw)."""
+    ph, pw = padding
+
     def call(seed):
         g = torch.Generator().manual_seed(seed)
-        x, w = torch.randn(3, 5, 6, 6, generator=g), torch.randn(4, 5, 3, 3, generator=g)
-        gy = torch.randn(3, 4, 4 + 2 * padding, 4 + 2 * padding, generator=g)
+        x, w = torch.randn(n, c, 6, 6, generator=g), torch.randn(4, c, 3, 3, generator=g)
+        gy = torch.randn(n, 4, 4 + 2 * ph, 4 + 2 * pw, generator=g)
         if layout == "channels_last":
             x, gy = channels_last(x), channels_last(gy)
-        y = py.conv2d_forward(x, w, None, [1, 1], [padding, padding])
+        y = py.conv2d_forward(x, w, None, [1, 1], [ph, pw])
         gw = torch.zeros_like(w)
-        gx = py.conv2d_backward(gy, x, w, gw, None, [1, 1], [padding, padding])
+        gx = py.conv2d_backward(gy, x, w, gw, None, [1, 1], [ph, pw])
         return [y, gx, gw]
     return call
 
@@ -65,10 +68,13 @@ def norm_call(seed):
 
 
 CALLS = {
-    "conv": conv_calls("contiguous", 0),
-    "conv, channels-last": conv_calls("channels_last", 0),  # grad_input is col2im's own buffer
-    "conv, channels-last, padded": conv_calls("channels_last", 1),
-    "conv, padded": conv_calls("contiguous", 1),
+    "conv": conv_calls("contiguous", (0, 0)),
+    "conv, channels-last": conv_calls("channels_last", (0, 0)),  # grad_input is col2im's own buffer
+    "conv, channels-last, padded": conv_calls("channels_last", (1, 1)),
+    "conv, padded": conv_calls("contiguous", (1, 1)),
+    # the inner part of col2im's buffer is already grad_input's shape and strides: still a copy
+    "conv, one input channel": conv_calls("contiguous", (0, 0), c=1),
+    "conv, channels-last, one image, rows padded": conv_calls("channels_last", (1, 0), n=1),
     "conv, one channel": few_channel_conv_call,
     "batch norm": norm_call,
     "block": block_call("contiguous"),

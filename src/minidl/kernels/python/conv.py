@@ -92,7 +92,11 @@ def conv2d_backward(grad_output, input, weight, grad_weight, grad_bias, stride, 
     for i in range(kh):  # each element sums its windows' entries in (kh, kw) order, as the C++ col2im
         for j in range(kw):
             padded[:, i:i + sh * (oh - 1) + 1:sh, j:j + sw * (ow - 1) + 1:sw, :] += grad_taps[i, j]
+    if returned:
+        return padded.permute(0, 3, 1, 2)
+    # A copy into memory of its own (contiguous() would return the scratch buffer itself where it already has
+    # grad_input's strides: one image with only rows padded, or one input channel).
     inner = padded[:, ph:ph + h, pw:pw + w, :]
     if channels_last:
-        return inner.contiguous().permute(0, 3, 1, 2)
-    return inner.permute(0, 3, 1, 2).contiguous()
+        return empty((n, h, w, c), dtype=weight.dtype, device=weight.device).copy_(inner).permute(0, 3, 1, 2)
+    return empty((n, c, h, w), dtype=weight.dtype, device=weight.device).copy_(inner.permute(0, 3, 1, 2))
