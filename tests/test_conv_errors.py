@@ -34,6 +34,7 @@ def _bad_calls():
         ((x, w, torch.randn(5), [1, 1], [0, 0]), ValueError, r"expected bias of shape \[4\], got \[5\]"),
         ((x, w, None, [0, 1], [0, 0]), ValueError, r"expected stride of two positive ints, got \[0, 1\]"),
         ((x, w, None, [1, 1], [0]), ValueError, r"expected padding of two non-negative ints, got \[0\]"),
+        ((x, w, None, [1, 1], [0, 2 ** 62]), ValueError, r"expected padding of at most 2147483647, got \[0, "),
         ((x.to("meta"), w, None, [1, 1], [0, 0]), RuntimeError, r"expected input on cpu like weight, got meta"),
     ]
 

@@ -3,7 +3,7 @@
 // KH*KW*C] times the weight as [O, KH*KW*C] (channel fastest) gives those images' output rows
 // channels-last; a contiguous output is one transposing copy of them. On the CPU two shapes take
 // other algorithms: kernels of few taps direct loops (cpu/conv_direct.cpp), 3x3 stride-1 kernels
-// Winograd's F(2x2, 3x3) (cpu/winograd.cpp, ops/conv_winograd.cpp); use_direct and use_winograd decide.
+// Winograd's F(2x2, 3x3) (cpu/winograd.cpp, ops/conv_winograd.cpp); choose() decides.
 #include <ATen/core/Tensor.h>
 #include <ATen/core/grad_mode.h>
 #include <ATen/ops/addmm.h>
@@ -21,6 +21,8 @@
 
 namespace minidl {
 namespace {
+
+constexpr int64_t kMaxPadding = (int64_t(1) << 31) - 1;  // more is no image's: keeps h + 2 * padding in int64
 
 template <typename Op>
 ConvShape check_conv(const at::Tensor& input, const at::Tensor& weight, at::IntArrayRef stride,
@@ -40,6 +42,8 @@ ConvShape check_conv(const at::Tensor& input, const at::Tensor& weight, at::IntA
                     ": expected padding of two non-negative ints, got ", padding);
   ConvShape s{input.size(0), input.size(1), input.size(2), input.size(3), weight.size(0), weight.size(2),
               weight.size(3), stride[0], stride[1], padding[0], padding[1], 0, 0};
+  TORCH_CHECK_VALUE(s.ph <= kMaxPadding && s.pw <= kMaxPadding, op, ": expected padding of at most ", kMaxPadding,
+                    ", got ", padding);
   TORCH_CHECK_VALUE(s.h + 2 * s.ph >= s.kh && s.w + 2 * s.pw >= s.kw, op, ": expected input of shape ",
                     input.sizes(), " with padding ", padding, " to be at least the kernel's ", s.kh, "x", s.kw,
                     " (weight of shape ", weight.sizes(), ")");
@@ -130,10 +134,15 @@ int64_t chunk_images(const at::Tensor& input, const ConvShape& s) {
 
 std::atomic<bool> winograd_enabled{true};
 
-// Winograd's F(2x2, 3x3) (cpu/winograd.cpp) where it fits and direct loops do not: 2.25x fewer products.
-bool use_winograd(const at::Tensor& input, const ConvShape& s) {
-  return input.is_cpu() && !use_direct(input, s) && cpu::winograd_fits(s) &&
-         winograd_enabled.load(std::memory_order_relaxed);
+enum class Algorithm { kDirect, kWinograd, kGemm };
+
+// The one choice per call (the switches are read once: a test toggling one meanwhile cannot make a call take
+// two): direct loops for few taps, Winograd's F(2x2, 3x3) (cpu/winograd.cpp) where it fits (2.25x fewer
+// products), else im2col + GEMM.
+Algorithm choose(const at::Tensor& input, const ConvShape& s) {
+  if (use_direct(input, s)) return Algorithm::kDirect;
+  const bool winograd = input.is_cpu() && cpu::winograd_fits(s) && winograd_enabled.load(std::memory_order_relaxed);
+  return winograd ? Algorithm::kWinograd : Algorithm::kGemm;
 }
 
 // Images per chunk of Winograd's tiles: the chunk's transformed tiles or products ([16, tiles, max(C, O)]) within
@@ -167,9 +176,9 @@ at::Tensor conv2d_forward(const at::Tensor& input, const at::Tensor& weight, con
   if (output.numel() == 0) return output;
   const bool direct = format == at::MemoryFormat::ChannelsLast;
   at::Tensor rows = direct ? as_rows(output) : new_buffer({s.positions(), s.o}, weight.options());
-  const bool winograd = use_winograd(input, s);
-  if (use_direct(input, s) || winograd) {
-    if (winograd) {
+  const Algorithm algorithm = choose(input, s);
+  if (algorithm != Algorithm::kGemm) {
+    if (algorithm == Algorithm::kWinograd) {
       winograd_forward(input, weight, bias, s, winograd_chunk(s, weight.element_size()), rows);
     } else {
       cpu::conv_direct_forward(input, weight, bias, s, rows);
@@ -211,12 +220,13 @@ at::Tensor conv2d_backward(const at::Tensor& grad_output, const at::Tensor& inpu
   }
   const at::NoGradGuard no_grad;  // see ops/linear.cpp
   const at::Tensor rows = as_rows(grad_output);  // [N*OH*OW, O]
-  const bool direct = use_direct(input, s);
+  const Algorithm algorithm = choose(input, s);
+  const bool direct = algorithm == Algorithm::kDirect;
   if (direct && s.positions() > 0) cpu::conv_direct_weight_grad(rows, input, s, grad_weight, grad_bias);
   if (direct && !input_grad) return at::empty({0}, weight.options());
   at::Tensor grad_input;
   if (input_grad) grad_input = new_image(s.n, s.c, s.h, s.w, weight.options(), output_format(input, weight));
-  if (use_winograd(input, s) && s.positions() > 0) {
+  if (algorithm == Algorithm::kWinograd && s.positions() > 0) {
     winograd_backward(rows.contiguous(), input, weight, grad_weight, s, winograd_chunk(s, weight.element_size()),
                       grad_input);
     if (grad_bias.has_value()) {

@@ -10,7 +10,8 @@
 
 namespace minidl {
 
-// 1 / sqrt(var + eps), 0 where both are 0 (as torch).
+// 1 / sqrt(var + eps), 0 where both are 0: torch's rule for batch statistics, here for running ones too (torch's
+// evaluation divides by zero there: inf or NaN outputs; here the output is the bias).
 inline double inverse_std(double var, double eps) { return var == 0 && eps == 0 ? 0.0 : 1.0 / std::sqrt(var + eps); }
 
 // The forward's per-channel tensors ([C], of weight's dtype): the mean and invstd used (saved for the backward)

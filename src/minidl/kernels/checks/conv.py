@@ -2,6 +2,9 @@
 from . import check_dim, check_float, check_like, check_shape
 
 
+MAX_PADDING = 2 ** 31 - 1  # more is no image's: the C++ check keeps h + 2 * padding within int64
+
+
 def _ints(value):
     return list(value) if isinstance(value, (list, tuple)) else value
 
@@ -23,6 +26,8 @@ def check_conv(input, weight, stride, padding, op):
         raise ValueError(f"{op}: expected stride of two positive ints, got {stride}")
     if not isinstance(padding, list) or len(padding) != 2 or min(padding) < 0:
         raise ValueError(f"{op}: expected padding of two non-negative ints, got {padding}")
+    if max(padding) > MAX_PADDING:
+        raise ValueError(f"{op}: expected padding of at most {MAX_PADDING}, got {padding}")
     (h, w), (kh, kw) = input.shape[2:], weight.shape[2:]
     if h + 2 * padding[0] < kh or w + 2 * padding[1] < kw:
         raise ValueError(f"{op}: expected input of shape {list(input.shape)} with padding {padding} to be at least "

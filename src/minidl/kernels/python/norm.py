@@ -26,7 +26,7 @@ def _reduced(input):
 
 
 def _inverse_std(var, eps):
-    """1 / sqrt(var + eps), 0 where both are 0 (as torch)."""
+    """1 / sqrt(var + eps), 0 where both are 0: torch's rule for batch statistics, here for running ones too."""
     invstd = var.add(eps).rsqrt()
     return invstd.masked_fill_(var.eq(0), 0) if eps == 0 else invstd
 
