@@ -2,10 +2,12 @@
 
 MODE: kill (rank 1 is killed, as by the OOM killer, in its first run, once rank 0 has recorded a run),
 raise (its first run raises FloatingPointError), data (its data cannot be read), own-data (its --data-dir
-is $RANK1_DATA_DIR, a copy at another path, and its runs must read that one)."""
+is $RANK1_DATA_DIR, a copy at another path, and its runs must read that one), late (it starts the study
+2 s after rank 0 has recorded its $RUNS runs: all of them)."""
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 
 import minidl.pairs.__main__ as cli
@@ -27,7 +29,8 @@ def gate():
 
 
 def run_one(task, progress=None):
-    gate()
+    if MODE != "late":
+        gate()
     if FAULTY and MODE == "kill":
         ranks.connect(60).store.wait(["recorded/1"])
         os.kill(os.getpid(), signal.SIGKILL)
@@ -50,6 +53,9 @@ def own_data(n, seed, data_dir):
     return GENERATE(n, seed=seed, data_dir=data_dir)
 
 
+if FAULTY and MODE == "late":
+    ranks.connect(60).store.wait([f"recorded/{os.environ['RUNS']}"])
+    time.sleep(2)
 GENERATE = study.generate_pair_sets
 if FAULTY and MODE == "own-data":
     sys.argv[sys.argv.index("--data-dir") + 1] = os.environ["RANK1_DATA_DIR"]

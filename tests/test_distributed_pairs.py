@@ -114,3 +114,12 @@ def test_each_rank_reads_the_data_in_its_own_data_dir(tmp_path):
     done = torchrun(tmp_path / "out", "--data-dir", str(copies[0]), fault="own-data", RANK1_DATA_DIR=str(copies[1]))
     assert done.returncode == 0, done.stderr  # before: "rank 1 read the data in .../rank0-data"
     assert sorted(recorded(tmp_path / "out")) == sorted((m, r) for r in range(3) for m in ("mlp", "convnet"))
+
+
+def test_rank_0_serving_the_store_waits_for_a_late_rank(tmp_path):
+    """Where rank 0 hosts the store (not torchrun's agent): a rank that arrives after every run is done
+    still finds it, and the job ends well (before: rank 0 exited, and rank 1 lost the store)."""
+    done = torchrun(tmp_path / "out", "--rank-timeout", "30", fault="late", RUNS="6",
+                    TORCH_DISABLE_SHARE_RDZV_TCP_STORE="1")
+    assert done.returncode == 0, done.stderr
+    assert len(recorded(tmp_path / "out")) == 6

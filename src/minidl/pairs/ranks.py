@@ -7,12 +7,14 @@ store, runs them exactly as a one-process study would (each seeded on its own), 
 finished run, or its error, to rank 0, which appends the run to rounds.jsonl as it arrives. Every
 wait on another rank has a timeout: a rank that fails ends the job, it does not hang it."""
 
+import contextlib
 import dataclasses
 import datetime
 import os
 import pickle
 import sys
 import threading
+import time
 import traceback
 
 import torch
@@ -35,13 +37,14 @@ class RankFailedError(RuntimeError):
 class Channel:
     """Messages between the ranks of one job, through torchrun's store (one client per thread)."""
 
-    def __init__(self, store, rank, timeout):
+    def __init__(self, store, rank, timeout, hosting=False):
         self.store, self.rank, self.timeout = store, rank, timeout
+        self.hosting = hosting  # this process serves the store: it must outlive every other rank's use
         self.published = False
 
     def clone(self):
         """A channel with a client of its own, for another thread (a client serialises its calls)."""
-        return Channel(self.store.clone(), self.rank, self.timeout)
+        return Channel(self.store.clone(), self.rank, self.timeout, self.hosting)
 
     def _get(self, key, timeout=None):
         timeout = datetime.timedelta(seconds=timeout or self.timeout)
@@ -77,6 +80,21 @@ class Channel:
         """Rank 0: the study is over (ended or failed); ranks waiting to report an error may exit."""
         self.store.set("stopped", pickle.dumps(True))
 
+    def stopped(self):
+        """Whether rank 0 has ended the study: then no rank claims another run."""
+        return self.store.check(["stopped"])
+
+    def leave(self):
+        """This rank is done with the store (where rank 0 hosts it, rank 0 waits for this)."""
+        with contextlib.suppress(dist.DistError):  # the store may be gone already: nothing left to say
+            self.store.add("left", 1)
+
+    def wait_left(self, others, timeout):
+        """Rank 0, hosting the store: wait (at most TIMEOUT seconds) until OTHERS ranks have left it."""
+        deadline = time.monotonic() + timeout
+        while self.store.add("left", 0) < others and time.monotonic() < deadline:
+            time.sleep(0.05)
+
     def wait_stopped(self, timeout):
         try:
             self._get("stopped", timeout)
@@ -92,7 +110,7 @@ def connect(timeout):
                           is_master=rank == 0 and not agent, timeout=datetime.timedelta(seconds=timeout),
                           wait_for_workers=False)
     job = f"{os.environ.get('TORCHELASTIC_RUN_ID', 'job')}/{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}"
-    return Channel(dist.PrefixStore(f"{PREFIX}/{job}/", store), rank, timeout)
+    return Channel(dist.PrefixStore(f"{PREFIX}/{job}/", store), rank, timeout, hosting=rank == 0 and not agent)
 
 
 def use_local_gpu(local_rank):
@@ -111,7 +129,7 @@ def describe(error):
 def work(channel, config, todo):
     """Claim runs until none is left, sending each finished run to rank 0; on an error send it and
     return it (the runs are independent: a failure stops the study, as in one process)."""
-    while (index := channel.claim()) < len(todo):
+    while not channel.stopped() and (index := channel.claim()) < len(todo):
         name, round_index = todo[index]
         try:
             run = run_one((name, round_index, config))
@@ -155,6 +173,16 @@ class LeadRunner:
 
 def follow(args, channel, data_problem, prog):
     """A rank other than 0: check its own data, then claim and run until no run is left; exit status."""
+    try:
+        return take_part(args, channel, data_problem, prog)
+    except dist.DistError as e:  # rank 0 and its store gone (it failed, or was killed): one line
+        print(f"{prog}: error: rank {args.rank} lost torchrun's store: {e}".splitlines()[0], file=sys.stderr)
+        return 1
+    finally:
+        channel.leave()
+
+
+def take_part(args, channel, data_problem, prog):
     problem = data_problem(args)
     if problem:
         channel.send("error", ("DataError", problem))
