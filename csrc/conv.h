@@ -28,6 +28,8 @@ void im2col(const at::Tensor& input, const ConvShape& s, at::Tensor& cols);
 // grad_input [N, C, H, W] of any strides (written) = the sum of cols' entries over each element's windows;
 // cols [positions, taps] of any strides.
 void col2im(const at::Tensor& cols, const ConvShape& s, at::Tensor& grad_input);
+// grad_bias [O] (any strides) += the column sums of rows [positions, O], the same at any thread count.
+void conv_bias_grad(const at::Tensor& rows, at::Tensor& grad_bias);
 // dst[i] = src[i].T for each of the `batch` matrices [rows, cols] of src; both contiguous, of one dtype.
 void transpose_batched(const at::Tensor& src, int64_t batch, int64_t rows, int64_t cols, at::Tensor& dst);
 

@@ -95,3 +95,24 @@ def test_set_conv_chunk_bytes_returns_the_old_value_and_refuses_negatives():
             minidl._C._set_conv_chunk_bytes(-1)
     finally:
         minidl._C._set_conv_chunk_bytes(old)
+
+
+@pytest.mark.parametrize("padding", [(0, 0), (1, 1)], ids=["winograd", "im2col"])
+@pytest.mark.parametrize("o", [1, 3])
+def test_bias_gradient_does_not_depend_on_the_thread_count(padding, o):
+    """Summed in fixed chunks of rows, added in order (ATen's sum over 57,600 rows of one column split it by
+    thread: another float32 rounding at 2 threads)."""
+    x, w, b, gy = inputs((64, 4, 32, 32, o, 3, 3, (1, 1), padding), torch.float32, "channels_last", seed=5)
+    sums = []
+    for n in (1, 2):
+        old = torch.get_num_threads()
+        torch.set_num_threads(n)
+        try:
+            gb = torch.zeros(o)
+            torch.ops.minidl.conv2d_backward(gy, x, w, torch.zeros_like(w), gb, [1, 1], list(padding), False)
+        finally:
+            torch.set_num_threads(old)
+        sums.append(gb)
+    assert torch.equal(*sums)
+    want = gy.double().sum((0, 2, 3))
+    assert_within_float32_sum_bound(sums[0], want, gy.double().abs().sum((0, 2, 3)), gy[:, 0].numel(), "grad_bias")

@@ -4,6 +4,7 @@
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
 
 #include <algorithm>
 #include <cstring>
@@ -134,7 +135,37 @@ void transpose_loop(const T* src, int64_t batch, int64_t rows, int64_t cols, T* 
   });
 }
 
+// Rows per partial sum of the bias gradient: the partials are added in order afterwards, so the sums do not
+// depend on how parallel_for splits the chunks between threads (ATen's sum(0) splits a column when O is small).
+constexpr int64_t kBiasRows = 64;
+
+template <typename T>
+void bias_grad_loop(const T* rows, int64_t p, int64_t o, T* partial) {
+  const int64_t chunks = (p + kBiasRows - 1) / kBiasRows;
+  at::parallel_for(0, chunks, grain_for(kBiasRows * o), [&](int64_t c0, int64_t c1) {
+    for (int64_t c = c0; c < c1; ++c) {
+      T* acc = partial + c * o;
+      std::fill(acc, acc + o, T(0));
+      for (int64_t i = c * kBiasRows; i < std::min(p, (c + 1) * kBiasRows); ++i)
+        for (int64_t j = 0; j < o; ++j) acc[j] += rows[i * o + j];
+    }
+  });
+  for (int64_t c = 1; c < chunks; ++c)
+    for (int64_t j = 0; j < o; ++j) partial[j] += partial[c * o + j];
+}
+
 }  // namespace
+
+void conv_bias_grad(const at::Tensor& rows, at::Tensor& grad_bias) {
+  const at::Tensor r = rows.contiguous();
+  const int64_t p = r.size(0), o = r.size(1);
+  if (p == 0) return;
+  at::Tensor partial = at::empty({(p + kBiasRows - 1) / kBiasRows, o}, r.options());
+  AT_DISPATCH_FLOATING_TYPES(r.scalar_type(), "minidl_conv_bias_grad", [&] {
+    bias_grad_loop(r.const_data_ptr<scalar_t>(), p, o, partial.mutable_data_ptr<scalar_t>());
+  });
+  grad_bias.add_(partial[0]);
+}
 
 void transpose_batched(const at::Tensor& src, int64_t batch, int64_t rows, int64_t cols, at::Tensor& dst) {
   TORCH_INTERNAL_ASSERT(src.is_contiguous() && dst.is_contiguous() && src.numel() == batch * rows * cols &&

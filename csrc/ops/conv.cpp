@@ -231,7 +231,7 @@ at::Tensor conv2d_backward(const at::Tensor& grad_output, const at::Tensor& inpu
                       grad_input);
     if (grad_bias.has_value()) {
       at::Tensor gb = *grad_bias;
-      gb.add_(rows.sum(0));
+      cpu::conv_bias_grad(rows, gb);
     }
     return input_grad ? grad_input : at::empty({0}, weight.options());
   }
@@ -271,7 +271,11 @@ at::Tensor conv2d_backward(const at::Tensor& grad_output, const at::Tensor& inpu
     grad_weight.add_(taps_by_out.t().view({s.o, s.kh, s.kw, s.c}).permute({0, 3, 1, 2}));
     if (grad_bias.has_value()) {
       at::Tensor gb = *grad_bias;
-      gb.add_(rows.sum(0));
+      if (rows.is_cpu()) {
+        cpu::conv_bias_grad(rows, gb);
+      } else {
+        gb.add_(rows.sum(0));
+      }
     }
   }
   if (!input_grad) return at::empty({0}, weight.options());
