@@ -64,12 +64,17 @@ def train_round(seed, args, log):
         order = torch.randperm(n, generator=gen).to(args.device)
         total = 0.0
         for start in range(0, n, args.batch_size):
-            batch = order[start:start + args.batch_size].tensor_split(ranks)[rank]
-            loss = criterion.forward(net.forward(x[batch]), targets[batch])
+            whole = order[start:start + args.batch_size]
+            batch = whole.tensor_split(ranks)[rank]
             optimizer.zero_grad()
-            net.backward(criterion.backward())
+            if batch.numel():
+                loss = criterion.forward(net.forward(x[batch]), targets[batch])
+                # the part's mean weighted by its share: the ranks' average is the whole batch's mean
+                net.backward(criterion.backward(batch.numel() * ranks / whole.numel()))
+                total += loss.item() * batch.numel()
+            else:  # fewer rows than ranks: no loss here, but this rank's zero gradient joins the average
+                net.average_gradients()
             optimizer.step()
-            total += loss.item() * batch.numel()
         if log and ((epoch + 1) % args.log_every == 0 or epoch == 0):
             total = all_ranks_sum(total)
             say(f"epoch {epoch + 1:4d}/{args.epochs}  loss {total / n:.5f}")

@@ -197,7 +197,8 @@ def test_data_parallel_needs_a_process_group():
         distributed.DataParallel(dl.Linear(2, 2))
 
 
-def test_disk_example_under_torchrun_prints_once_what_one_process_prints(capsys):
+@pytest.mark.parametrize("batch_size", ["20", "3"])  # 3: parts of 2 and 1 rows, and a last batch of 1 (1000 = 333 * 3 + 1)
+def test_disk_example_under_torchrun_prints_once_what_one_process_prints(capsys, batch_size):
     import re
     import subprocess
     import sys
@@ -205,7 +206,7 @@ def test_disk_example_under_torchrun_prints_once_what_one_process_prints(capsys)
     from conftest import PACKAGE_ROOT, subprocess_env
     from test_examples import EXAMPLES, _load
 
-    argv = ["--epochs", "4", "--log-every", "1", "--threads", "1"]
+    argv = ["--epochs", "4", "--log-every", "1", "--threads", "1", "--batch-size", batch_size]
     _load("disk").main(argv)
     alone = capsys.readouterr().out.splitlines()
     ranks = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
