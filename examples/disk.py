@@ -72,7 +72,8 @@ def train_round(seed, args, log):
                 # the part's mean weighted by its share: the ranks' average is the whole batch's mean
                 net.backward(criterion.backward(batch.numel() * ranks / whole.numel()))
                 total += loss.item() * batch.numel()
-            else:  # fewer rows than ranks: no loss here, but this rank's zero gradient joins the average
+            else:  # fewer rows than ranks: no forward (this network has no buffers to broadcast in one), but
+                # this rank's zero gradient joins the average
                 net.average_gradients()
             optimizer.step()
         if log and ((epoch + 1) % args.log_every == 0 or epoch == 0):

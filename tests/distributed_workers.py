@@ -70,8 +70,8 @@ def train_ranks(rank, world, init_file, out, scenarios):
 
 
 def buffer_ranks(rank, world, init_file, out, broadcast):
-    """Two training steps of a network with batch norm on this rank's half of the batch, then an evaluation
-    of the whole batch: the buffers after training and after the evaluation, and its output."""
+    """Two training steps of a network with batch norm on this rank's half of the batch, a training forward
+    of the whole batch, then an evaluation of it: the buffers after the steps and at the end, and its output."""
     join(rank, world, init_file)
     torch.manual_seed(100 + rank)
     net = distributed.DataParallel(dl.Sequential(dl.Linear(2, 4), dl.BatchNorm1d(4), dl.Tanh(), dl.Linear(4, 2)),
@@ -80,6 +80,7 @@ def buffer_ranks(rank, world, init_file, out, broadcast):
     part = lambda t: t.tensor_split(world)[rank]
     train(net, optimizer("sgd", net), part(x), part(target), steps=2)
     trained = {name: t.clone() for name, t in net.named_buffers()}
+    net.forward(x)  # the same batch on both ranks: the same update of whatever statistics each starts from
     y = net.eval().forward(x)
     torch.save({"trained": trained, "evaluated": dict(net.named_buffers()), "y": y}, os.path.join(out, f"rank{rank}.pt"))
     distributed.shutdown()

@@ -173,8 +173,8 @@ class DataParallel(Module):
     """Wraps a Module: rank 0's parameters and buffers on every rank, and after each backward every
     parameter gradient is the mean over the ranks (one all-reduce per bucket), so that every rank's
     optimizer takes the same step. With broadcast_buffers (DistributedDataParallel's default) each
-    forward first copies rank 0's buffers (batch norm's running statistics) to every rank, so that all
-    ranks evaluate alike. param(), state_dict(), train()/eval() and to() are the module's."""
+    training forward first copies rank 0's buffers (batch norm's running statistics) to every rank.
+    param(), state_dict(), train()/eval() and to() are the module's."""
 
     def __init__(self, module, bucket_cap_mb=BUCKET_CAP_MB, group=None, broadcast_buffers=True):
         if not isinstance(module, Module):
@@ -185,7 +185,8 @@ class DataParallel(Module):
         if not bucket_cap_mb > 0:
             raise ValueError(f"DataParallel: expected bucket_cap_mb > 0, got {bucket_cap_mb!r}")
         self.module, self.group, self.cap_bytes = module, group, int(bucket_cap_mb * 2 ** 20)
-        self.broadcast_buffers = bool(broadcast_buffers)
+        # only where there are buffers to send and ranks to send them to
+        self.broadcast_buffers = bool(broadcast_buffers and module.named_buffers() and dist.get_world_size(group) > 1)
         self.sync = True  # no_sync() turns the averaging off for gradient accumulation
         self._buckets, self._layout = [], None
         self._check_same_module()
@@ -250,7 +251,8 @@ class DataParallel(Module):
             self.sync = previous
 
     def forward_ctx(self, ctx, *input):
-        if self.broadcast_buffers and dist.get_world_size(self.group) > 1 and self.named_buffers():
+        # As DDP: in training, outside no_sync; an evaluation on one rank alone must not wait for the others.
+        if self.broadcast_buffers and self.training and self.sync:
             self.broadcast_state(buffers_only=True)
         return self.module.forward_ctx(ctx, *input)
 

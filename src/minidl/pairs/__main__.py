@@ -190,7 +190,7 @@ def main_ranked(args, parser):
             channel.publish_plan(("stop", status))
         channel.stop()
         if channel.hosting and not runner.running():  # serve the store until the others are done with it
-            channel.wait_left(args.world_size - 1, args.rank_timeout)
+            channel.wait_left(args.world_size - 1, args.rank_timeout if status == 0 else min(args.rank_timeout, 60))
     if runner.running():  # rank 0's runs thread, stopped mid-run by an error: do not wait for it
         sys.stdout.flush()
         sys.stderr.flush()

@@ -98,7 +98,7 @@ class Channel:
     def wait_stopped(self, timeout):
         try:
             self._get("stopped", timeout)
-        except TimeoutError:
+        except (TimeoutError, dist.DistError):  # no answer, or rank 0 gone already: nothing to wait for
             pass
 
 
@@ -174,15 +174,16 @@ class LeadRunner:
 def follow(args, channel, data_problem, prog):
     """A rank other than 0: check its own data, then claim and run until no run is left; exit status."""
     try:
-        return take_part(args, channel, data_problem, prog)
-    except dist.DistError as e:  # rank 0 and its store gone (it failed, or was killed): one line
+        status = take_part(args, channel, data_problem, prog)
+    except dist.DistError as e:  # rank 0 and its store gone (it failed, or was killed)
         print(f"{prog}: error: rank {args.rank} lost torchrun's store: {e}".splitlines()[0], file=sys.stderr)
         return 1
-    finally:
-        channel.leave()
+    channel.leave()
+    return status
 
 
 def take_part(args, channel, data_problem, prog):
+    """follow's work, its exit status."""
     problem = data_problem(args)
     if problem:
         channel.send("error", ("DataError", problem))
