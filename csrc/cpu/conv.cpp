@@ -140,7 +140,7 @@ void transpose_loop(const T* src, int64_t batch, int64_t rows, int64_t cols, T* 
 // depend on how parallel_for splits the chunks between threads (ATen's sum(0) splits a column when O is small).
 constexpr int64_t kBiasRows = 64;
 
-// partial[0:o] = the column sums of rows [r0, r1) of rows [*, o]; vector code over the columns.
+// acc[0:o] = the column sums of rows [r0, r1) of rows [*, o]; vector code over the columns.
 template <typename T>
 MINIDL_CLONES void column_sums(const T* __restrict__ rows, int64_t r0, int64_t r1, int64_t o, T* __restrict__ acc) {
   for (int64_t j = 0; j < o; ++j) acc[j] = T(0);
@@ -150,8 +150,7 @@ MINIDL_CLONES void column_sums(const T* __restrict__ rows, int64_t r0, int64_t r
 
 // partial [chunks + 1, o]: each chunk's column sums, then in the last row their sum, added in chunk order.
 template <typename T>
-void bias_grad_loop(const T* rows, int64_t p, int64_t o, T* partial) {
-  const int64_t chunks = (p + kBiasRows - 1) / kBiasRows;
+void bias_grad_loop(const T* rows, int64_t p, int64_t o, int64_t chunks, T* partial) {
   at::parallel_for(0, chunks, grain_for(kBiasRows * o), [&](int64_t c0, int64_t c1) {
     for (int64_t c = c0; c < c1; ++c)
       column_sums(rows, c * kBiasRows, std::min(p, (c + 1) * kBiasRows), o, partial + c * o);
@@ -168,7 +167,7 @@ void conv_bias_grad(const at::Tensor& rows, at::Tensor& grad_bias) {
   const int64_t chunks = (p + kBiasRows - 1) / kBiasRows;
   at::Tensor partial = at::empty({chunks + 1, o}, r.options());
   AT_DISPATCH_FLOATING_TYPES(r.scalar_type(), "minidl_conv_bias_grad", [&] {
-    bias_grad_loop(r.const_data_ptr<scalar_t>(), p, o, partial.mutable_data_ptr<scalar_t>());
+    bias_grad_loop(r.const_data_ptr<scalar_t>(), p, o, chunks, partial.mutable_data_ptr<scalar_t>());
   });
   grad_bias.add_(partial[chunks]);
 }
