@@ -1,7 +1,7 @@
 """python pairs_rank_faults.py MODE STUDY-OPTIONS, under torchrun: the study with a fault on rank 1.
 
 MODE: kill (rank 1 is killed, as by the OOM killer, in its first run, once rank 0 has recorded a run),
-raise (its first run raises FloatingPointError), data (its data cannot be read), own-data (its --data-dir
+raise (its first run raises FloatingPointError), bug (it raises RuntimeError, as a bug would), data (its data cannot be read), own-data (its --data-dir
 is $RANK1_DATA_DIR, a copy at another path, and its runs must read that one), late (it starts the study
 2 s after rank 0 has recorded its $RUNS runs: all of them)."""
 import os
@@ -36,6 +36,8 @@ def run_one(task, progress=None):
         os.kill(os.getpid(), signal.SIGKILL)
     if FAULTY and MODE == "raise":
         raise FloatingPointError("loss became nan (injected)")
+    if FAULTY and MODE == "bug":
+        raise RuntimeError("injected bug\nits second line")
     return RUN_ONE(task, progress)
 
 

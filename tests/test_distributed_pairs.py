@@ -73,11 +73,13 @@ def test_a_killed_rank_ends_the_job_and_resume_runs_only_what_is_left(tmp_path, 
     assert untimed(load(tmp_path)) == reference
 
 
-@pytest.mark.parametrize("fault, shown", [
-    ("raise", "FloatingPointError on rank 1: loss became nan (injected)"),
-    ("data", "DataError on rank 1: cannot read the MNIST data: injected"),
+@pytest.mark.parametrize("fault, shown, hint", [
+    ("raise", "FloatingPointError on rank 1: loss became nan (injected)", "--allow-nonfinite trains on regardless"),
+    ("data", "DataError on rank 1: cannot read the MNIST data: injected",
+     "give rank 1 readable data (its --data-dir), then rerun with --resume"),
+    ("bug", "RuntimeError on rank 1: injected bug;", "rerun with --resume to finish"),
 ])
-def test_a_failing_rank_ends_the_job_soon_with_its_error(tmp_path, fault, shown):
+def test_a_failing_rank_ends_the_job_soon_with_its_error(tmp_path, fault, shown, hint):
     start = time.monotonic()
     failed = torchrun(tmp_path, "--rank-timeout", "600", fault=fault)
     seconds = time.monotonic() - start
@@ -86,6 +88,11 @@ def test_a_failing_rank_ends_the_job_soon_with_its_error(tmp_path, fault, shown)
     errors = [line for line in failed.stderr.splitlines() if line.startswith("python -m minidl.pairs: error:")]
     lead = [line for line in errors if "finished run(s) are kept in" in line]  # rank 0's
     assert len(lead) == 1 and shown in lead[0], failed.stderr
+    assert failed.stderr.count(hint) == 1, failed.stderr
+    frames = failed.stderr.count('pairs_rank_faults.py", line')  # torchrun adds a traceback of its own
+    assert frames == (fault == "bug") and failed.stderr.count("\nits second line") == (fault == "bug"), failed.stderr
+    if fault == "bug":  # rank 0 prints the traceback, rank 1 one line
+        assert "error: rank 1: RuntimeError: injected bug\n" in failed.stderr, failed.stderr
     assert not (tmp_path / "results.json").exists()
 
 

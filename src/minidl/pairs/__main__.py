@@ -124,9 +124,11 @@ def study(args, parser, runner=None):
     except WorkerDiedError as e:
         raise StudyError(f"{e}; {kept(args)}; rerun with --resume to finish") from None
     except RankFailedError as e:
-        hint = "--allow-nonfinite trains on regardless" if e.kind == "FloatingPointError" else \
-            "rerun with --resume to finish"
-        raise StudyError(f"{e.kind} on {e}; {kept(args)}; {hint}") from None
+        hint = {"FloatingPointError": "--allow-nonfinite trains on regardless",
+                "DataError": f"give rank {e.rank} readable data (its --data-dir), then rerun with --resume"}
+        line, _, trace = str(e).partition("\n")  # a bug's traceback follows the line
+        raise StudyError(f"{e.kind} on {line}; {kept(args)}; {hint.get(e.kind, 'rerun with --resume to finish')}"
+                         + (f"\n{trace}" if trace else "")) from None
     rows = summarise(runs, args.models)
     print(markdown_table(rows))
     try:

@@ -119,11 +119,16 @@ def use_local_gpu(local_rank):
         torch.cuda.set_device(local_rank % torch.cuda.device_count())
 
 
+def first_line(error):
+    """The first line of ERROR's message."""
+    return (str(error).splitlines() or [""])[0]
+
+
 def describe(error):
-    """(exception name, message) of ERROR: its one line, or its traceback for a bug."""
+    """(exception name, message) of ERROR: its message, or for a bug its first line, then its traceback."""
     if isinstance(error, (FloatingPointError, OSError, ValueError)):
         return type(error).__name__, str(error)
-    return type(error).__name__, "".join(traceback.format_exception(error)).rstrip()
+    return type(error).__name__, first_line(error) + "\n" + "".join(traceback.format_exception(error)).rstrip()
 
 
 def work(channel, config, todo):
@@ -199,8 +204,8 @@ def take_part(args, channel, data_problem, prog):
     if args.data_dir is not None:  # rank 0's path is on its machine: read this machine's copy, checked above
         config = dataclasses.replace(config, data_dir=str(args.data_dir.resolve()))
     error = work(channel, config, todo)
-    if error is not None:
-        return fail(channel, prog, ": ".join(describe(error)))
+    if error is not None:  # rank 0 prints a bug's traceback: this rank says one line
+        return fail(channel, prog, f"{type(error).__name__}: {first_line(error)}")
     return 0
 
 
