@@ -116,6 +116,19 @@ def test_course_import_rule(relative):
             assert module.split(".")[0] in sys.stdlib_module_names, f"{relative}: imports {module}"
 
 
+FACTORIES = re.compile(r"new_(empty|empty_strided|zeros|ones|full|tensor)"
+                       r"|(zeros|ones|full|rand|randn|randint|empty|empty_strided)_like")
+
+
+@pytest.mark.parametrize("relative", COURSE_FILES)
+def test_course_rule_no_tensor_factory_but_empty(relative):
+    """Nor do they make tensors by a method factory (x.new_full, x.new_empty_strided, zeros_like...)."""
+    for node in ast.walk(ast.parse((PACKAGE / relative).read_text())):
+        if isinstance(node, ast.Call):
+            name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+            assert not FACTORIES.fullmatch(name), f"{relative}:{node.lineno}: {name}"
+
+
 def test_fallback_kernels_run_without_the_extension():
     code = ("import sys, torch, minidl; torch.set_grad_enabled(False); net = minidl.Sequential(minidl.Linear(2, 3), "
             "minidl.Tanh()); y = net(torch.zeros(4, 2)); net.backward(torch.ones_like(y)); "

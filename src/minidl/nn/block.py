@@ -7,13 +7,16 @@ from .norm import BatchNorm2d
 from .pool import MaxPool2d
 
 BLOCK = (MaxPool2d, BatchNorm2d, ReLU)  # the module types of a fused run, in order
+MAX_WINDOW = 256  # the fused kernels' largest pooling window: they keep each maximum's position in a byte
 
 
 def fused_blocks(modules):
-    """The start positions of non-overlapping (MaxPool2d, BatchNorm2d, ReLU) runs in modules, first to last."""
+    """The start positions of non-overlapping (MaxPool2d, BatchNorm2d, ReLU) runs in modules, first to last;
+    a larger pooling window than the fused kernels take runs module by module."""
     starts, i = [], 0
     while i + len(BLOCK) <= len(modules):
-        if all(type(m) is kind for m, kind in zip(modules[i:i + len(BLOCK)], BLOCK)):
+        (kh, kw), _ = modules[i].window if type(modules[i]) is MaxPool2d else ((0, 0), None)
+        if all(type(m) is kind for m, kind in zip(modules[i:i + len(BLOCK)], BLOCK)) and kh * kw <= MAX_WINDOW:
             starts.append(i)
             i += len(BLOCK)
         else:

@@ -1,6 +1,6 @@
 """Dropout: in training, zero each element with probability p and scale the others by 1 / (1 - p)."""
 from .. import backend as _backend
-from .module import CHECKED, Module, kernel_error
+from .module import CHECKED, Module, check_tensor, kernel_error
 
 
 class Dropout(Module):
@@ -17,6 +17,7 @@ class Dropout(Module):
 
     def forward_ctx(self, ctx, input):
         if not self.training or self.p == 0:
+            check_tensor(self, "forward", input)
             ctx.mask = None
             return input
         try:
@@ -27,6 +28,7 @@ class Dropout(Module):
 
     def backward_ctx(self, ctx, grad_output):
         if ctx.mask is None:
+            check_tensor(self, "backward", grad_output, "grad_output")
             return grad_output
         try:
             return _backend.ops.dropout_backward(grad_output, ctx.mask)

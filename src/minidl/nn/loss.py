@@ -3,12 +3,19 @@ return the loss and its gradient together."""
 import math
 
 from .. import backend as _backend
-from .module import CHECKED, Module, kernel_error
+from .module import _TENSOR, CHECKED, Module, kernel_error
 
 
-def _scaled(grad, gradwrtoutput):
-    """d loss / d output times the upstream gradient of the loss, if one is given."""
+def _scaled(module, grad, gradwrtoutput):
+    """d loss / d output times the upstream gradient of the loss (one value, as the loss), if one is given."""
     for g in gradwrtoutput:
+        tensor = isinstance(g, _TENSOR)
+        if tensor and (g.numel() != 1 or g.dtype != grad.dtype or g.device != grad.device) or not tensor and (
+                isinstance(g, bool) or not isinstance(g, (int, float))):
+            got = f"shape {list(g.shape)}, {g.dtype} on {g.device}" if tensor else type(g).__name__
+            raise (ValueError if tensor else TypeError)(
+                f"{module!r}.backward: expected the loss's gradient to be a number or one value (the loss is a scalar) "
+                f"of {grad.dtype} on {grad.device}, got {got}")
         grad = grad.mul(g)
     return grad
 
@@ -36,7 +43,7 @@ class FusedLoss(Module):
     def backward(self, *gradwrtoutput):
         """d loss / d output of the latest forward; times the upstream gradient of the loss if one is given."""
         grad = self.take_ctx()
-        return _scaled(grad, gradwrtoutput) if gradwrtoutput else grad
+        return _scaled(self, grad, gradwrtoutput) if gradwrtoutput else grad
 
     def forward_ctx(self, ctx, output, target):
         loss, ctx.grad = self._loss(output, target)
@@ -44,7 +51,7 @@ class FusedLoss(Module):
 
     def backward_ctx(self, ctx, *gradwrtoutput):
         """d loss / d output, computed with the loss; times the upstream gradient of the loss if one is given."""
-        return _scaled(ctx.grad, gradwrtoutput)
+        return _scaled(self, ctx.grad, gradwrtoutput)
 
     def _loss(self, output, target):
         """(loss, d loss / d output) from the kernel; counts the step and checks the loss is finite."""
@@ -55,6 +62,9 @@ class FusedLoss(Module):
         self.steps += 1
         if self.check_finite and not math.isfinite(loss.item()):
             name = type(self).__name__
+            if output.numel() == 0:  # no value to average: torch.nn's nan
+                raise ValueError(f"{name}: the batch is empty (output of shape {list(output.shape)}), its mean loss is "
+                                 f"nan; pass {name}(check_finite=False) to get that nan")
             raise FloatingPointError(f"{name}: the loss became {loss.item()} at step {self.steps}; "
                                      f"lower the learning rate, or pass {name}(check_finite=False) to go on")
         return loss, grad

@@ -5,6 +5,7 @@ backward_ctx(ctx, *grad): the context belongs to the call, not to the module, so
 be applied several times (or inside two networks) and each backward meets its own forward.
 Called directly, forward(*input) keeps the context of its latest call for the next backward.
 """
+import re
 from collections.abc import Mapping
 
 from torch import empty
@@ -21,8 +22,27 @@ def kernel_error(module, method, error):
     """A kernel's error with the module that called it in front."""
     message = str(error)
     if "incompatible function arguments" in message:  # pybind11's, which goes on to print every tensor
-        message = message.split(" The following")[0] + " Expected torch.Tensor arguments."
+        message = _signature_only(message)
     return type(error)(f"{module!r}.{method}: {message}")
+
+
+def _signature_only(message):
+    """pybind11's 'incompatible function arguments' error, its values left out: the op and the types it takes."""
+    head, _, supported = message.partition(" The following argument types are supported:")
+    lines = supported.strip().splitlines()
+    if not lines:
+        return head
+    signature = re.sub(r"^\d+\.\s*", "", lines[0].strip()).split(" -> ")[0]
+    for long, short in (("torch.Tensor", "Tensor"), ("typing.SupportsFloat | typing.SupportsIndex", "float"),
+                        ("typing.SupportsInt | typing.SupportsIndex", "int"), ("collections.abc.", ""), ("typing.", "")):
+        signature = signature.replace(long, short)
+    return f"{head} It takes {signature}."
+
+
+def check_tensor(module, method, value, name="input"):
+    """A TypeError naming module.method unless value is a torch.Tensor."""
+    if not isinstance(value, _TENSOR):
+        raise TypeError(f"{module!r}.{method}: expected {name} to be a torch.Tensor, got {type(value).__name__}")
 
 
 def check_sizes(owner, **sizes):
@@ -176,11 +196,14 @@ class Module:
         """Move parameters, gradients and buffers in place (optimizers keep the same tensors); returns self.
         dtype applies to floating-point tensors; buffers of integers keep theirs, as in torch.nn."""
         check_dtype(f"{self!r}.to", dtype)
-        for p, g in self.param():
-            p.data = p.data.to(device=device, dtype=dtype)
-            g.data = g.data.to(device=device, dtype=dtype)
-        for _, t in self.named_buffers():
-            t.data = t.data.to(device=device, dtype=dtype if t.is_floating_point() else None)
+        tensors = [t for pair in self.param() for t in pair] + [t for _, t in self.named_buffers()]
+        try:  # every tensor converted before the first is replaced: a move that fails changes nothing
+            moved = [t.data.to(device=device, dtype=dtype if t.is_floating_point() else None) for t in tensors]
+            for t, new in zip(tensors, moved):
+                t.data = new
+        except (RuntimeError, TypeError, AssertionError) as e:  # torch asserts when built without CUDA
+            kind = TypeError if isinstance(e, TypeError) else RuntimeError
+            raise kind(f"{self!r}.to: cannot move to device={device!r}, dtype={dtype!r}: {e}") from None
         return self
 
     def __repr__(self):

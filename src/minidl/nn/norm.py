@@ -18,8 +18,10 @@ class _BatchNorm(Module):
         name = type(self).__name__
         check_sizes(name, num_features=num_features)
         check_dtype(name, dtype)
-        if momentum is not None and not isinstance(momentum, (int, float)):
+        if momentum is not None and (isinstance(momentum, bool) or not isinstance(momentum, (int, float))):
             raise TypeError(f"{name}: expected momentum to be a number or None, got {momentum!r}")
+        if isinstance(eps, bool) or not isinstance(eps, (int, float)):
+            raise TypeError(f"{name}: expected eps to be a number, got {eps!r}")
         self.num_features, self.eps, self.momentum = num_features, eps, momentum
         self.weight, self.grad_weight = new_param(name, num_features, device, dtype)
         self.weight.fill_(1)
@@ -46,8 +48,8 @@ class _BatchNorm(Module):
     def batch_settings(self):
         """(training, momentum) for the next forward's kernel; momentum=None: a cumulative average, as torch.nn's."""
         training, momentum = self.training, self.momentum
-        if training and momentum is None:
-            momentum = 1.0 / (int(self.num_batches_tracked) + 1)
+        if momentum is None:  # unused in evaluation, where the running statistics stay as they are
+            momentum = 1.0 / (int(self.num_batches_tracked) + 1) if training else 0.0
         return training, momentum
 
     def batch_done(self, training):

@@ -1,5 +1,5 @@
 """Flatten: dimensions start_dim..end_dim merged into one (a view where the memory allows, as torch's)."""
-from .module import Module, kernel_error
+from .module import Module, check_tensor, kernel_error
 
 _SHAPE_ERRORS = (RuntimeError, IndexError, TypeError)  # what flatten and reshape raise on bad input
 
@@ -14,6 +14,7 @@ class Flatten(Module):
         self.start_dim, self.end_dim = start_dim, end_dim
 
     def forward_ctx(self, ctx, input):
+        check_tensor(self, "forward", input)
         try:
             output = input.flatten(self.start_dim, self.end_dim)
         except _SHAPE_ERRORS as e:
@@ -22,6 +23,7 @@ class Flatten(Module):
         return output
 
     def backward_ctx(self, ctx, grad_output):
+        check_tensor(self, "backward", grad_output, "grad_output")
         try:
             return grad_output.reshape(ctx.shape)
         except _SHAPE_ERRORS as e:

@@ -1,4 +1,6 @@
 """Cross-entropy, softmax and the pairwise outer product in pure Python (tensor methods only)."""
+from torch import empty
+
 from ..checks import check_not_recorded
 from ..checks.classify import (check_cross_entropy, check_pair_input, check_pair_outer_backward, check_softmax,
                                check_softmax_backward, check_targets_in_range)
@@ -17,7 +19,8 @@ def cross_entropy_forward(logits, target):
     nll = shifted.gather(1, column).sub_(sums.log()).neg_()  # -((x_t - max) - log(sum)), as the C++ kernel
     loss = nll.double().sum().div_(n)  # in double, as the C++ kernel; the mean of no rows is NaN
     inv_n = 1.0 / max(n, 1)
-    grad = exps.div_(sums).scatter_add_(1, column, exps.new_full((n, 1), -1.0)).mul_(inv_n).contiguous()
+    minus_one = empty((n, 1), dtype=exps.dtype, device=exps.device).fill_(-1.0)
+    grad = exps.div_(sums).scatter_add_(1, column, minus_one).mul_(inv_n).contiguous()
     return loss.to(logits.dtype), grad
 
 
@@ -26,7 +29,7 @@ def softmax_forward(input, dim):
     check_not_recorded("minidl.softmax_forward", locals())
     dim = check_softmax(input, dim)
     if input.numel() == 0:
-        return input.new_empty(input.shape)
+        return empty(input.shape, dtype=input.dtype, device=input.device)
     exps = input.sub(input.amax(dim, keepdim=True)).exp_()
     return exps.div_(exps.sum(dim, keepdim=True)).contiguous()
 
@@ -50,7 +53,7 @@ def pair_outer_backward(grad_output, input):
     """grad_output [N, K, K] -> [N, 2, K]: sums over j of g[n, i, j] input[n, 1, j], over i of g[n, i, j] input[n, 0, i]."""
     check_not_recorded("minidl.pair_outer_backward", locals())
     check_pair_outer_backward(grad_output, input)
-    out = input.new_empty(input.shape)
+    out = empty(input.shape, dtype=input.dtype, device=input.device)
     out[:, 0] = grad_output.mul(input[:, 1, None, :]).sum(2)
     out[:, 1] = grad_output.mul(input[:, 0, :, None]).sum(1)
     return out

@@ -1,5 +1,7 @@
 """Dropout's kernels in pure Python: the mask drawn by bernoulli_ on a tensor laid out as torch's dropout
 draws it, so that one generator state gives the same mask as the C++ kernels and torch."""
+from torch import empty
+
 from ..checks import check_not_recorded
 from ..checks.layer import check_dropout, check_dropout_backward, is_channels_last
 
@@ -14,6 +16,13 @@ def _dense(t):
     return True
 
 
+def _empty_in_order(x):
+    """An uninitialised tensor of x's shape whose elements lie in memory in the order of the dense x's."""
+    order = sorted(range(x.dim()), key=lambda d: -x.stride(d))  # outermost first; stable for size-1 ties
+    t = empty([x.shape[d] for d in order], dtype=x.dtype, device=x.device)
+    return t.permute(sorted(range(x.dim()), key=order.__getitem__))
+
+
 def dropout_forward(input, p, generator=None):
     """(output, mask): mask = bernoulli(1 - p) / (1 - p), output = input * mask."""
     op = "minidl.dropout_forward"
@@ -25,7 +34,7 @@ def dropout_forward(input, p, generator=None):
         x = input.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2)
     else:
         x = input.contiguous()
-    mask = x.new_empty_strided(x.shape, x.stride())
+    mask = _empty_in_order(x)
     if p == 0:
         mask.fill_(1)  # torch draws nothing for p = 0 or 1
     elif p == 1:

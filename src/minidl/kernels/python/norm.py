@@ -46,7 +46,8 @@ def batch_norm_forward(input, weight, bias, running_mean, running_var, training,
         running_mean.copy_(mean.mul(momentum).add_(running_mean.double().mul(1 - momentum)))
         running_var.copy_(var_sum.div(count - 1).mul_(momentum).add_(running_var.double().mul(1 - momentum)))
     else:
-        mean, invstd = running_mean.double(), _inverse_std(running_var.double(), eps)
+        # a copy even from float64: mean is the caller's to keep while running_mean changes
+        mean, invstd = running_mean.to(_DOUBLE, copy=True), _inverse_std(running_var.double(), eps)
     scale = invstd.mul(weight.double())
     alpha, beta = scale.to(x.dtype), bias.double().sub(mean.mul(scale)).to(x.dtype)
     output = x.mul(alpha.view(shape)).add_(beta.view(shape))
