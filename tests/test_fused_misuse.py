@@ -21,6 +21,21 @@ def test_fused_bad_input_names_the_sequential(backend_name):
         opt.step()
 
 
+def test_fused_backward_names_a_bad_grad_bias(backend_name):
+    """mlp_backward checks the gradients of the biases, not the biases: its messages say grad_bias."""
+    net = dl.Sequential(dl.Linear(4, 2), dl.ReLU(), dl.Linear(2, 3))
+    assert net.fused is not None
+    for grad_bias, error, message in [
+            (torch.zeros(2), ValueError, r"expected grad_bias of shape \[3\], got \[2\]"),
+            (torch.zeros(3, dtype=torch.float64), TypeError,
+             r"expected grad_bias of dtype (Float|torch\.float32) like weight, got (Double|torch\.float64)")]:
+        net.forward(torch.rand(5, 4))
+        net[2].grad_bias = grad_bias
+        with pytest.raises(error, match=r"^Sequential\(.*\)\.backward: minidl\.mlp_backward \(layer 1\): "
+                                        + message + "$"):
+            net.backward(torch.rand(5, 3))
+
+
 def test_inputs_that_require_grad_under_no_grad(backend_name):
     """Under torch.no_grad(), inputs that require grad give the values they give without, and no graph."""
     torch.manual_seed(21)

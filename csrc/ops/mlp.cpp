@@ -94,8 +94,9 @@ bool all_contiguous(std::initializer_list<const at::Tensor*> ts) {
   return true;
 }
 
+// bias_name: what the biases are called in messages (grad_bias in mlp_backward).
 void check_stack(const at::Tensor& input, at::TensorList weights, at::TensorList biases, at::IntArrayRef activations,
-                 const char* op) {
+                 const char* op, const char* bias_name = "bias") {
   TORCH_CHECK_VALUE(!weights.empty(), op, ": expected at least one layer");
   TORCH_CHECK_VALUE(biases.size() == weights.size() && activations.size() == weights.size(), op,
                     ": expected as many biases and activations as weights (", weights.size(), "), got ",
@@ -111,8 +112,8 @@ void check_stack(const at::Tensor& input, at::TensorList weights, at::TensorList
                         weights[i - 1].size(0), "] after a layer of ", weights[i - 1].size(0), " outputs, got ",
                         weights[i].sizes());
     }
-    check_like(biases[i], weights[i], name, "bias", "weight");
-    check_shape(biases[i], {weights[i].size(0)}, name, "bias");
+    check_like(biases[i], weights[i], name, bias_name, "weight");
+    check_shape(biases[i], {weights[i].size(0)}, name, bias_name);
     to_activation(activations[i], name);
   }
 }
@@ -150,7 +151,7 @@ void mlp_backward(const at::Tensor& grad_output, const at::Tensor& input, at::Te
                   at::TensorList weights, at::TensorList grad_weights, at::TensorList grad_biases,
                   at::IntArrayRef activations, const c10::optional<at::Tensor>& grad_input) {
   const char* op = "minidl.mlp_backward";
-  check_stack(input, weights, grad_biases, activations, op);
+  check_stack(input, weights, grad_biases, activations, op, "grad_bias");
   const size_t n = weights.size();
   TORCH_CHECK_VALUE(outputs.size() == n && grad_weights.size() == n, op, ": expected ", n,
                     " outputs and grad_weights, got ", outputs.size(), " and ", grad_weights.size());

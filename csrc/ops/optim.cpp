@@ -44,6 +44,9 @@ void sgd_step_(at::TensorList params, at::TensorList grads, at::TensorList momen
   const bool use_momentum = momentum != 0.0;
   TORCH_CHECK_VALUE(grads.size() == params.size(), op, ": expected as many grads as params (", params.size(),
                     "), got ", grads.size());
+  TORCH_CHECK_VALUE(lr >= 0.0, op, ": expected lr >= 0, got ", lr);  // also refuses NaN
+  TORCH_CHECK_VALUE(momentum >= 0.0, op, ": expected momentum >= 0, got ", momentum);
+  TORCH_CHECK_VALUE(weight_decay >= 0.0, op, ": expected weight_decay >= 0, got ", weight_decay);
   TORCH_CHECK_VALUE(!use_momentum || momentum_buffers.size() == params.size(), op,
                     ": expected as many momentum_buffers as params (", params.size(), "), got ",
                     momentum_buffers.size());

@@ -1,15 +1,15 @@
 """Adam, step for step the same as torch.optim.Adam (not amsgrad; weight decay added to the gradient)."""
-import numbers
-
 from torch import empty
 
 from .. import backend as _backend
-from .pairs import checked_pairs
+from .pairs import checked_numbers, checked_pairs
 
 
-def _check_number(name, value):
-    if not isinstance(value, numbers.Real) or isinstance(value, bool):
-        raise TypeError(f"Adam: expected {name} to be a number, got {type(value).__name__} {value!r}")
+def _checked_hyperparameters(owner, lr, betas, eps, weight_decay):
+    """(lr, beta1, beta2, eps, weight_decay) as floats, each checked to be a number; errors name `owner`."""
+    if not (isinstance(betas, (tuple, list)) and len(betas) == 2):
+        raise TypeError(f"{owner}: expected betas to be a pair of numbers, got {betas!r}")
+    return checked_numbers(owner, lr=lr, beta1=betas[0], beta2=betas[1], eps=eps, weight_decay=weight_decay)
 
 
 class Adam:
@@ -18,11 +18,7 @@ class Adam:
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
         self.params = checked_pairs(params, "Adam")
-        if not (isinstance(betas, (tuple, list)) and len(betas) == 2):
-            raise TypeError(f"Adam: expected betas to be a pair of numbers, got {betas!r}")
-        for name, value in (("lr", lr), ("beta1", betas[0]), ("beta2", betas[1]), ("eps", eps),
-                            ("weight_decay", weight_decay)):
-            _check_number(name, value)
+        _checked_hyperparameters("Adam", lr, betas, eps, weight_decay)
         if not lr > 0:
             raise ValueError(f"Adam: expected lr > 0, got {lr!r}")
         for i, beta in enumerate(betas):
@@ -42,6 +38,12 @@ class Adam:
     def step(self, zero_grad=False):
         """Update every parameter from its gradient, in one kernel call; zero_grad=True also sets the
         gradients to zero in the same pass (the same as calling zero_grad() after, minus one pass over memory)."""
+        lr, betas, eps, weight_decay = self.lr, self.betas, self.eps, self.weight_decay
+        floats = type(betas) is tuple and len(betas) == 2 and type(betas[0]) is type(betas[1]) is float
+        if floats and type(lr) is type(eps) is type(weight_decay) is float:  # their values: the kernel checks them
+            beta1, beta2 = betas
+        else:  # set to something else since __init__
+            lr, beta1, beta2, eps, weight_decay = _checked_hyperparameters("Adam.step", lr, betas, eps, weight_decay)
         if not self._tensors:
             return
         if not self.exp_avgs:
@@ -49,8 +51,7 @@ class Adam:
             self.exp_avg_sqs = [empty(p.shape, dtype=p.dtype, device=p.device).zero_() for p in self._tensors]
         try:
             _backend.ops.adam_step_(self._tensors, self._grads, self.exp_avgs, self.exp_avg_sqs, self.steps + 1,
-                                    self.lr, self.betas[0], self.betas[1], self.eps, self.weight_decay,
-                                    bool(zero_grad))
+                                    lr, beta1, beta2, eps, weight_decay, bool(zero_grad))
         except (RuntimeError, ValueError, TypeError) as e:
             raise type(e)(f"Adam.step: {e}") from None
         self.steps += 1

@@ -1,4 +1,7 @@
-"""The (parameter, gradient) pairs an optimizer steps: a Module's, or the list Module.param() returns."""
+"""The (parameter, gradient) pairs an optimizer steps (a Module's, or the list Module.param() returns), and the
+checks of its hyperparameters."""
+import numbers
+
 from torch import empty
 
 from .. import nn as _nn
@@ -10,7 +13,12 @@ def checked_pairs(params, owner):
     """The pairs as a list, each checked to be two tensors of one shape; errors name `owner` ("SGD", "Adam")."""
     if isinstance(params, _nn.Module):
         params = params.param()
-    pairs = list(params)
+    try:
+        iterator = iter(params)
+    except TypeError:  # not iterable: None, a torch.nn.Module, a number
+        raise TypeError(f"{owner}: expected a minidl Module or an iterable of (parameter, gradient) pairs as "
+                        f"returned by Module.param(), got {type(params).__name__}") from None
+    pairs = list(iterator)
     for i, pair in enumerate(pairs):
         if not (isinstance(pair, (tuple, list)) and len(pair) == 2):
             raise TypeError(f"{owner}: expected (parameter, gradient) pairs as returned by Module.param(), "
@@ -23,3 +31,11 @@ def checked_pairs(params, owner):
             raise ValueError(f"{owner}: parameter {i} has shape {list(p.shape)} but its gradient has "
                              f"shape {list(g.shape)}")
     return pairs
+
+
+def checked_numbers(owner, **values):
+    """The values as floats, each checked to be a real number (not a bool); errors name `owner` ("SGD.step")."""
+    for name, value in values.items():
+        if not isinstance(value, numbers.Real) or isinstance(value, bool):
+            raise TypeError(f"{owner}: expected {name} to be a number, got {type(value).__name__} {value!r}")
+    return [float(value) for value in values.values()]

@@ -1,10 +1,8 @@
 """SGD with momentum and weight decay, step for step the same as torch.optim.SGD."""
-import numbers
-
 from torch import empty
 
 from .. import backend as _backend
-from .pairs import checked_pairs
+from .pairs import checked_numbers, checked_pairs
 
 
 class SGD:
@@ -12,9 +10,7 @@ class SGD:
 
     def __init__(self, params, lr, momentum=0.0, weight_decay=0.0):
         self.params = checked_pairs(params, "SGD")
-        for name, value in (("lr", lr), ("momentum", momentum), ("weight_decay", weight_decay)):
-            if not isinstance(value, numbers.Real) or isinstance(value, bool):
-                raise TypeError(f"SGD: expected {name} to be a number, got {type(value).__name__} {value!r}")
+        checked_numbers("SGD", lr=lr, momentum=momentum, weight_decay=weight_decay)
         if not lr > 0:
             raise ValueError(f"SGD: expected lr > 0, got {lr!r}")
         if not momentum >= 0:
@@ -29,13 +25,16 @@ class SGD:
     def step(self, zero_grad=False):
         """Update every parameter from its gradient, in one kernel call; zero_grad=True also sets the
         gradients to zero in the same pass (the same as calling zero_grad() after, minus one pass over memory)."""
+        lr, momentum, weight_decay = self.lr, self.momentum, self.weight_decay
+        if not type(lr) is type(momentum) is type(weight_decay) is float:  # set to something else since __init__
+            lr, momentum, weight_decay = checked_numbers("SGD.step", lr=lr, momentum=momentum, weight_decay=weight_decay)
         if not self._tensors:
             return
-        if self.momentum and not self.buffers:
+        if momentum and not self.buffers:
             self.buffers = [empty(p.shape, dtype=p.dtype, device=p.device).zero_() for p in self._tensors]
         try:
-            _backend.ops.sgd_step_(self._tensors, self._grads, self.buffers, self.lr, self.momentum,
-                                   self.weight_decay, bool(zero_grad))
+            _backend.ops.sgd_step_(self._tensors, self._grads, self.buffers, lr, momentum, weight_decay,
+                                   bool(zero_grad))
         except (RuntimeError, ValueError, TypeError) as e:
             raise type(e)(f"SGD.step: {e}") from None
 

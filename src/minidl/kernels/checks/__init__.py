@@ -83,8 +83,8 @@ def check_elementwise_backward(grad_output, output, op):
     check_shape(grad_output, output.shape, op, "grad_output")
 
 
-def check_stack(input, weights, biases, activations, op):
-    """The checks of a fused stack of Linear layers (mlp_forward, mlp_backward)."""
+def check_stack(input, weights, biases, activations, op, bias_name="bias"):
+    """The checks of a fused stack of Linear layers (mlp_forward, mlp_backward: biases named bias_name)."""
     if not weights:
         raise ValueError(f"{op}: expected at least one layer")
     if len(biases) != len(weights) or len(activations) != len(weights):
@@ -99,15 +99,15 @@ def check_stack(input, weights, biases, activations, op):
         if i > 0 and w.shape[1] != weights[i - 1].shape[0]:
             raise ValueError(f"{name}: expected weight of shape [*, {weights[i - 1].shape[0]}] after a layer of "
                              f"{weights[i - 1].shape[0]} outputs, got {list(w.shape)}")
-        check_like(b, w, name, "bias", "weight")
-        check_shape(b, [w.shape[0]], name, "bias")
+        check_like(b, w, name, bias_name, "weight")
+        check_shape(b, [w.shape[0]], name, bias_name)
         if a not in _CODES:
             raise ValueError(f"{name}: expected activation codes {_CODES_TEXT}, got {a}")
 
 
 def check_mlp_backward(grad_output, input, outputs, weights, grad_weights, grad_biases, activations, grad_input):
     op = "minidl.mlp_backward"
-    check_stack(input, weights, grad_biases, activations, op)
+    check_stack(input, weights, grad_biases, activations, op, "grad_bias")
     n = len(weights)
     if len(outputs) != n or len(grad_weights) != n:
         raise ValueError(f"{op}: expected {n} outputs and grad_weights, got {len(outputs)} and {len(grad_weights)}")
@@ -136,10 +136,13 @@ def check_mse(output, target):
     check_shape(target, output.shape, op, "target")
 
 
-def check_sgd(params, grads, momentum_buffers, momentum, zero_grads=False):
+def check_sgd(params, grads, momentum_buffers, lr, momentum, weight_decay, zero_grads=False):
     op = "minidl.sgd_step_"
     if len(grads) != len(params):
         raise ValueError(f"{op}: expected as many grads as params ({len(params)}), got {len(grads)}")
+    for name, value in (("lr", lr), ("momentum", momentum), ("weight_decay", weight_decay)):
+        if not value >= 0:  # also refuses NaN; :g prints as C++ does
+            raise ValueError(f"{op}: expected {name} >= 0, got {value:g}")
     if momentum and len(momentum_buffers) != len(params):
         raise ValueError(f"{op}: expected as many momentum_buffers as params ({len(params)}), "
                          f"got {len(momentum_buffers)}")

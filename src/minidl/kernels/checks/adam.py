@@ -13,15 +13,15 @@ def check_adam(params, grads, exp_avgs, exp_avg_sqs, step, lr, beta1, beta2, eps
                          f"got {len(exp_avgs)} and {len(exp_avg_sqs)}")
     if not step >= 1:
         raise ValueError(f"{_OP}: expected step >= 1 (steps count from 1), got {step}")
-    if not lr >= 0:
-        raise ValueError(f"{_OP}: expected lr >= 0, got {lr}")
+    if not lr >= 0:  # :g here and below prints as C++ does
+        raise ValueError(f"{_OP}: expected lr >= 0, got {lr:g}")
     for name, value in (("beta1", beta1), ("beta2", beta2)):
         if not 0 <= value < 1:
-            raise ValueError(f"{_OP}: expected {name} in [0, 1), got {value}")
+            raise ValueError(f"{_OP}: expected {name} in [0, 1), got {value:g}")
     if not eps >= 0:
-        raise ValueError(f"{_OP}: expected eps >= 0, got {eps}")
+        raise ValueError(f"{_OP}: expected eps >= 0, got {eps:g}")
     if not weight_decay >= 0:
-        raise ValueError(f"{_OP}: expected weight_decay >= 0, got {weight_decay}")
+        raise ValueError(f"{_OP}: expected weight_decay >= 0, got {weight_decay:g}")
     for i, (p, g, m, v) in enumerate(zip(params, grads, exp_avgs, exp_avg_sqs)):
         name = f"{_OP} (parameter {i})"
         check_float(p, name, "param")

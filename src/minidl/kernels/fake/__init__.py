@@ -63,7 +63,7 @@ def _mse_forward(output, target):
 
 @torch.library.register_fake("minidl::sgd_step_")
 def _sgd_step_(params, grads, momentum_buffers, lr, momentum, weight_decay, zero_grads=False):
-    check_sgd(params, grads, momentum_buffers, momentum, zero_grads)
+    check_sgd(params, grads, momentum_buffers, lr, momentum, weight_decay, zero_grads)
 
 
 # The shape functions of the op families in files of their own (one import line each).

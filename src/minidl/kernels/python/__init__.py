@@ -105,7 +105,7 @@ def sgd_step_(params, grads, momentum_buffers, lr, momentum, weight_decay, zero_
     """One step of torch.optim.SGD's arithmetic for every parameter; momentum buffers start at zero.
     zero_grads: then set each gradient to zero."""
     check_not_recorded("minidl.sgd_step_", locals())
-    check_sgd(params, grads, momentum_buffers, momentum, zero_grads)
+    check_sgd(params, grads, momentum_buffers, lr, momentum, weight_decay, zero_grads)
     for i, (p, g) in enumerate(zip(params, grads)):
         d = g.add(p, alpha=weight_decay) if weight_decay else g
         if momentum:
