@@ -116,3 +116,25 @@ def test_moving_a_module_where_torch_cannot_names_it_and_changes_nothing(backend
         net.to(device="meta")
     for name, t in net.state_dict().items():
         assert t.device.type == "cpu" and torch.equal(t, before[name]), name
+
+
+def _convnet(device):
+    return dl.Sequential(dl.Conv2d(2, 4, 3, device=device), dl.MaxPool2d(2), dl.BatchNorm2d(4, device=device),
+                         dl.ReLU(), dl.Flatten(), dl.Linear(4 * 3 * 3, 3, device=device))
+
+
+def test_a_training_step_on_the_meta_device_gives_the_shapes(backend_name):
+    """Shapes without data (torch's meta device): every kernel, the loss's finiteness check and the step skip values."""
+    shapes = {}
+    for device in ("cpu", "meta"):
+        net, loss = _convnet(device), dl.CrossEntropyLoss()
+        x = torch.empty(5, 2, 8, 8, device=device).normal_() if device == "cpu" else torch.empty(5, 2, 8, 8,
+                                                                                                 device="meta")
+        target = torch.empty(5, dtype=torch.long, device=device).random_(3)
+        out = net(x)
+        value = loss(out, target)  # before: Tensor.item() cannot be called on meta tensors
+        grad = net.backward(loss.backward())
+        dl.Adam(net, lr=0.1).step()
+        shapes[device] = [tuple(t.shape) for t in (out, value, grad)] + [tuple(g.shape) for _, g in net.param()]
+        assert all(g.device.type == device for _, g in net.param())
+    assert shapes["meta"] == shapes["cpu"]

@@ -60,7 +60,7 @@ class FusedLoss(Module):
         except CHECKED as e:
             raise kernel_error(self, "forward", e) from None
         self.steps += 1
-        if self.check_finite and not math.isfinite(loss.item()):
+        if self.check_finite and loss.device.type != "meta" and not math.isfinite(loss.item()):  # meta: no value
             name = type(self).__name__
             if output.numel() == 0:  # no value to average: torch.nn's nan
                 raise ValueError(f"{name}: the batch is empty (output of shape {list(output.shape)}), its mean loss is "
