@@ -51,6 +51,11 @@ def test_batch_norm_eval_mean_is_not_running_mean(backend_name):
     torch.testing.assert_close(mean, kept, rtol=0, atol=0)  # before, on the Python backend: running_mean itself
 
 
+def _with_generator(module, generator):
+    module.generator = generator
+    return module
+
+
 @pytest.mark.parametrize("call, fragment", [
     (lambda: dl.BatchNorm1d(3, eps="x"), "BatchNorm1d: expected eps to be a number, got 'x'"),
     (lambda: dl.Flatten()([1, 2]),
@@ -58,7 +63,8 @@ def test_batch_norm_eval_mean_is_not_running_mean(backend_name):
     (lambda: dl.Dropout(0.5).eval()([1, 2]), "Dropout(p=0.5).forward: expected input to be a torch.Tensor, got list"),
     (lambda: dl.Dropout(0).backward_ctx(dl.Dropout(0).call(torch.ones(2))[1], [1.0]),
      "Dropout(p=0).backward: expected grad_output to be a torch.Tensor, got list"),
-], ids=["eps", "flatten", "dropout-eval", "dropout-backward"])
+    (lambda: _with_generator(dl.Dropout(0.5), 5)(torch.ones(3)), "Dropout(p=0.5).forward: minidl.dropout_forward"),
+], ids=["eps", "flatten", "dropout-eval", "dropout-backward", "generator"])
 def test_a_value_of_the_wrong_type_is_named(backend_name, call, fragment):
     with pytest.raises(TypeError) as info:
         call()

@@ -95,6 +95,8 @@ def check_dropout(input, p, generator, op):
     check_float(input, op, "input")
     if not 0 <= p <= 1:
         raise ValueError(f"{op}: expected p between 0 and 1, got {p}")
+    if generator is not None and type(generator).__name__ != "Generator":  # torch.Generator, not imported here
+        raise TypeError(f"{op}: expected generator to be a torch.Generator or None, got {type(generator).__name__}")
     if generator is not None and generator.device.type != input.device.type:
         raise RuntimeError(f"{op}: expected a generator on {input.device.type} like input, got one on {generator.device}")
 
