@@ -27,6 +27,10 @@ inline std::array<int64_t, 4> check_pool_norm_relu_forward(const at::Tensor& inp
   TORCH_CHECK_VALUE(!training || shape[0] * shape[2] * shape[3] > 1, op,
                     ": expected more than 1 value per channel when training, got pooled shape ",
                     at::IntArrayRef(shape), " from input of shape ", input.sizes());
+  if (training) {  // the running statistics are updated
+    check_written(running_mean, op, "running_mean");
+    check_written(running_var, op, "running_var");
+  }
   return shape;
 }
 
@@ -48,6 +52,8 @@ inline void check_pool_norm_relu_backward(const at::Tensor& grad_output, const a
   check_per_channel(invstd, input, op, "invstd");
   check_per_channel(grad_weight, input, op, "grad_weight");
   check_per_channel(grad_bias, input, op, "grad_bias");
+  check_written(grad_weight, op, "grad_weight");
+  check_written(grad_bias, op, "grad_bias");
 }
 
 // The one check that reads data, so the kernels call it and the shape functions do not: a position outside

@@ -1,6 +1,7 @@
 // Input validation of the layer ops (max-pool, batch norm, dropout), shared by their CPU and CUDA
 // kernels; the twin of src/minidl/kernels/checks/layer.py, with the same messages.
 #pragma once
+#include <ATen/MemoryOverlap.h>
 #include <ATen/core/Generator.h>
 #include <ATen/core/Tensor.h>
 
@@ -55,6 +56,12 @@ inline void check_per_channel(const at::Tensor& t, const at::Tensor& input, cons
   check_shape(t, {input.size(1)}, op, name);
 }
 
+// A tensor the op writes into: an expanded one (stride 0) would take several values in one element.
+inline void check_written(const at::Tensor& t, const char* op, const char* name) {
+  TORCH_CHECK_VALUE(at::has_internal_overlap(t) != at::MemOverlap::Yes, op, ": expected ", name,
+                    " whose elements have memory of their own (the op writes it), got strides ", t.strides());
+}
+
 inline void check_batch_norm_input(const at::Tensor& input, const char* op) {
   check_float(input, op, "input");
   TORCH_CHECK_VALUE(input.dim() >= 2 && input.dim() <= 4, op,
@@ -75,6 +82,10 @@ inline void check_batch_norm_forward(const at::Tensor& input, const at::Tensor& 
   for (int64_t d = 2; d < input.dim(); ++d) per_channel *= input.size(d);
   TORCH_CHECK_VALUE(!training || per_channel > 1, op,
                     ": expected more than 1 value per channel when training, got input of shape ", input.sizes());
+  if (training) {  // the running statistics are updated
+    check_written(running_mean, op, "running_mean");
+    check_written(running_var, op, "running_var");
+  }
 }
 
 inline void check_batch_norm_backward(const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& weight,
@@ -88,6 +99,8 @@ inline void check_batch_norm_backward(const at::Tensor& grad_output, const at::T
   check_per_channel(invstd, input, op, "invstd");
   check_per_channel(grad_weight, input, op, "grad_weight");
   check_per_channel(grad_bias, input, op, "grad_bias");
+  check_written(grad_weight, op, "grad_weight");
+  check_written(grad_bias, op, "grad_bias");
 }
 
 inline void check_dropout(const at::Tensor& input, double p, const std::optional<at::Generator>& generator,

@@ -249,3 +249,38 @@ def test_cpp_results_do_not_depend_on_the_thread_count():
         torch.set_num_threads(threads)
     for a, b in zip(*results):
         assert torch.equal(a, b)
+
+
+def _norm_calls(written):
+    """(name, call) of the batch-norm and block ops, with an expanded (stride 0) tensor where `written` says."""
+    x, ones = torch.randn(4, 3, 4, 4), lambda: torch.ones(3)
+    given = {name: (torch.zeros(1).expand(3) if name == written else ones()) for name in
+             ("running_mean", "running_var", "grad_weight", "grad_bias")}
+    rm, rv, gw, gb = given["running_mean"], given["running_var"], given["grad_weight"], given["grad_bias"]
+    return {
+        "running_mean": [lambda k: k.batch_norm_forward(x, ones(), ones(), rm, rv, True, 0.1, 1e-5),
+                         lambda k: k.pool_norm_relu_forward(x, [2, 2], [2, 2], ones(), ones(), rm, rv, True, 0.1, 1e-5)],
+        "running_var": [lambda k: k.batch_norm_forward(x, ones(), ones(), rm, rv, True, 0.1, 1e-5)],
+        "grad_weight": [lambda k: k.batch_norm_backward(x, x, ones(), ones(), ones(), gw, gb, True)],
+        "grad_bias": [lambda k: k.batch_norm_backward(x, x, ones(), ones(), ones(), gw, gb, True)],
+    }[written], given
+
+
+@pytest.mark.parametrize("written", ["running_mean", "running_var", "grad_weight", "grad_bias"])
+def test_an_expanded_tensor_the_op_writes_is_refused(backend_name, written):
+    """Several writes into one element: before, the C++ kernels wrote on regardless (the Python ones raised torch's
+    error, which names no op); now both refuse it in one message, before any write."""
+    from minidl import backend
+    calls, given = _norm_calls(written)
+    for call in calls:
+        with pytest.raises(ValueError, match=rf"^minidl\.\w+: expected {written} whose elements have memory of their "
+                                             rf"own \(the op writes it\), got strides \[0\]$"):
+            call(backend.ops)
+        assert all(torch.equal(t, torch.ones(3)) for name, t in given.items() if name != written)
+
+
+def test_an_expanded_running_statistic_is_only_read_in_evaluation(backend_name):
+    x, mean = torch.randn(4, 3, 2, 2, dtype=torch.float64), torch.full((1,), 0.5, dtype=torch.float64).expand(3)
+    bn = dl.BatchNorm2d(3, dtype=torch.float64).eval()
+    bn.running_mean = mean
+    torch.testing.assert_close(bn(x), (x - 0.5) / (1 + 1e-5) ** 0.5)

@@ -58,6 +58,20 @@ def _check_per_channel(t, input, op, name):
     check_shape(t, [input.shape[1]], op, name)
 
 
+def check_written(t, op, name):
+    """A tensor the op writes into: an expanded one (stride 0) would take several values in one element."""
+    if any(st == 0 and n > 1 for st, n in zip(t.stride(), t.shape)):
+        raise ValueError(f"{op}: expected {name} whose elements have memory of their own (the op writes it), "
+                         f"got strides {list(t.stride())}")
+
+
+def check_running_stats_written(running_mean, running_var, training, op):
+    """In training the running statistics are updated."""
+    if training:
+        check_written(running_mean, op, "running_mean")
+        check_written(running_var, op, "running_var")
+
+
 def _check_batch_norm_input(input, op):
     check_float(input, op, "input")
     if not 2 <= input.dim() <= 4:
@@ -80,6 +94,7 @@ def check_batch_norm_forward(input, weight, bias, running_mean, running_var, tra
     if training and input.shape[0] * math.prod(input.shape[2:]) <= 1:
         raise ValueError(f"{op}: expected more than 1 value per channel when training, got input of shape "
                          f"{list(input.shape)}")
+    check_running_stats_written(running_mean, running_var, training, op)
 
 
 def check_batch_norm_backward(grad_output, input, weight, mean, invstd, grad_weight, grad_bias, op):
@@ -89,6 +104,8 @@ def check_batch_norm_backward(grad_output, input, weight, mean, invstd, grad_wei
     for t, name in ((weight, "weight"), (mean, "mean"), (invstd, "invstd"), (grad_weight, "grad_weight"),
                     (grad_bias, "grad_bias")):
         _check_per_channel(t, input, op, name)
+    check_written(grad_weight, op, "grad_weight")
+    check_written(grad_bias, op, "grad_bias")
 
 
 def check_dropout(input, p, generator, op):
