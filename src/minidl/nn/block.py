@@ -1,5 +1,7 @@
 """The convnet block after a convolution, MaxPool2d -> BatchNorm2d -> ReLU, run as one kernel call each way
 (pool_norm_relu_forward/_backward); Sequential decides, from its modules, where it runs (fused_blocks)."""
+import math
+
 from .. import backend as _backend
 from .activation import ReLU
 from .module import CHECKED, Module, kernel_error
@@ -15,8 +17,8 @@ def fused_blocks(modules):
     a larger pooling window than the fused kernels take runs module by module."""
     starts, i = [], 0
     while i + len(BLOCK) <= len(modules):
-        (kh, kw), _ = modules[i].window if type(modules[i]) is MaxPool2d else ((0, 0), None)
-        if all(type(m) is kind for m, kind in zip(modules[i:i + len(BLOCK)], BLOCK)) and kh * kw <= MAX_WINDOW:
+        run = modules[i:i + len(BLOCK)]
+        if all(type(m) is kind for m, kind in zip(run, BLOCK)) and math.prod(run[0].window[0]) <= MAX_WINDOW:
             starts.append(i)
             i += len(BLOCK)
         else:

@@ -9,13 +9,14 @@ from .module import _TENSOR, CHECKED, Module, kernel_error
 def _scaled(module, grad, gradwrtoutput):
     """d loss / d output times the upstream gradient of the loss (one value, as the loss), if one is given."""
     for g in gradwrtoutput:
-        tensor = isinstance(g, _TENSOR)
-        if tensor and (g.numel() != 1 or g.dtype != grad.dtype or g.device != grad.device) or not tensor and (
-                isinstance(g, bool) or not isinstance(g, (int, float))):
-            got = f"shape {list(g.shape)}, {g.dtype} on {g.device}" if tensor else type(g).__name__
-            raise (ValueError if tensor else TypeError)(
-                f"{module!r}.backward: expected the loss's gradient to be a number or one value (the loss is a scalar) "
-                f"of {grad.dtype} on {grad.device}, got {got}")
+        if isinstance(g, _TENSOR):
+            ok = g.numel() == 1 and g.dtype == grad.dtype and g.device == grad.device
+            got, kind = f"shape {list(g.shape)}, {g.dtype} on {g.device}", ValueError
+        else:
+            ok, got, kind = isinstance(g, (int, float)) and not isinstance(g, bool), type(g).__name__, TypeError
+        if not ok:
+            raise kind(f"{module!r}.backward: expected the loss's gradient to be a number or one value (the loss "
+                       f"is a scalar) of {grad.dtype} on {grad.device}, got {got}")
         grad = grad.mul(g)
     return grad
 
