@@ -36,6 +36,14 @@ def test_fused_backward_names_a_bad_grad_bias(backend_name):
             net.backward(torch.rand(5, 3))
 
 
+def test_mlp_backward_counts_grad_biases(ops):
+    x, w = torch.rand(5, 4), torch.rand(3, 4)
+    outputs = ops.mlp_forward(x, [w], [torch.zeros(3)], [0])
+    with pytest.raises(ValueError, match=r"^minidl\.mlp_backward: expected as many grad_biases and activations as "
+                                         r"weights \(1\), got 0 grad_biases and 1 activations$"):
+        ops.mlp_backward(torch.rand(5, 3), x, outputs, [w], [torch.zeros(3, 4)], [], [0], None)
+
+
 def test_inputs_that_require_grad_under_no_grad(backend_name):
     """Under torch.no_grad(), inputs that require grad give the values they give without, and no graph."""
     torch.manual_seed(21)

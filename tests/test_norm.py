@@ -257,12 +257,18 @@ def _norm_calls(written):
     given = {name: (torch.zeros(1).expand(3) if name == written else ones()) for name in
              ("running_mean", "running_var", "grad_weight", "grad_bias")}
     rm, rv, gw, gb = given["running_mean"], given["running_var"], given["grad_weight"], given["grad_bias"]
+    pooled, argmax = torch.randn(4, 3, 2, 2), torch.zeros(4, 3, 2, 2, dtype=torch.uint8)
+
+    def block_backward(k):
+        return k.pool_norm_relu_backward(pooled, x, pooled, pooled, argmax, [2, 2], [2, 2], ones(), ones(), ones(),
+                                         gw, gb, True)
     return {
         "running_mean": [lambda k: k.batch_norm_forward(x, ones(), ones(), rm, rv, True, 0.1, 1e-5),
                          lambda k: k.pool_norm_relu_forward(x, [2, 2], [2, 2], ones(), ones(), rm, rv, True, 0.1, 1e-5)],
-        "running_var": [lambda k: k.batch_norm_forward(x, ones(), ones(), rm, rv, True, 0.1, 1e-5)],
-        "grad_weight": [lambda k: k.batch_norm_backward(x, x, ones(), ones(), ones(), gw, gb, True)],
-        "grad_bias": [lambda k: k.batch_norm_backward(x, x, ones(), ones(), ones(), gw, gb, True)],
+        "running_var": [lambda k: k.batch_norm_forward(x, ones(), ones(), rm, rv, True, 0.1, 1e-5),
+                        lambda k: k.pool_norm_relu_forward(x, [2, 2], [2, 2], ones(), ones(), rm, rv, True, 0.1, 1e-5)],
+        "grad_weight": [lambda k: k.batch_norm_backward(x, x, ones(), ones(), ones(), gw, gb, True), block_backward],
+        "grad_bias": [lambda k: k.batch_norm_backward(x, x, ones(), ones(), ones(), gw, gb, True), block_backward],
     }[written], given
 
 

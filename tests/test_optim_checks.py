@@ -107,3 +107,16 @@ def test_adam_step_refuses_bad_scalars_in_the_same_words_on_both_backends(ops, s
         ops.adam_step_(params, [torch.ones(3)], state, [torch.zeros(3)], 1, *scalars)
     assert str(info.value) == f"minidl.adam_step_: {message}"  # before, from Python: "got -1.0", "got -1e-08"
     assert torch.equal(params[0], torch.ones(3)) and torch.equal(state[0], torch.zeros(3))
+
+
+@pytest.mark.parametrize("owner", ["SGD", "Adam"])
+def test_a_tensor_lr_steps_as_its_value(backend_name, owner):
+    """torch.optim takes a tensor lr; a schedule or a user may set one."""
+    stepped = []
+    for lr in (0.05, torch.tensor(0.05)):
+        pairs = _pairs()
+        opt = _optimizer(owner, pairs)
+        opt.lr = lr
+        opt.step()
+        stepped.append([p.clone() for p, _ in pairs])
+    assert all(torch.equal(a, b) for a, b in zip(*stepped))

@@ -99,8 +99,8 @@ void check_stack(const at::Tensor& input, at::TensorList weights, at::TensorList
                  const char* op, const char* bias_name = "bias") {
   TORCH_CHECK_VALUE(!weights.empty(), op, ": expected at least one layer");
   TORCH_CHECK_VALUE(biases.size() == weights.size() && activations.size() == weights.size(), op,
-                    ": expected as many biases and activations as weights (", weights.size(), "), got ",
-                    biases.size(), " biases and ", activations.size(), " activations");
+                    ": expected as many ", bias_name, "es and activations as weights (", weights.size(), "), got ",
+                    biases.size(), " ", bias_name, "es and ", activations.size(), " activations");
   check_linear(input, weights[0], Indexed{op, "layer", 0});
   for (size_t i = 0; i < weights.size(); ++i) {
     const Indexed name{op, "layer", i};

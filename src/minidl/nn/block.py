@@ -3,13 +3,13 @@
 import math
 
 from .. import backend as _backend
+from ..kernels.checks.block import MAX_WINDOW
 from .activation import ReLU
 from .module import CHECKED, Module, kernel_error
 from .norm import BatchNorm2d
 from .pool import MaxPool2d
 
 BLOCK = (MaxPool2d, BatchNorm2d, ReLU)  # the module types of a fused run, in order
-MAX_WINDOW = 256  # the fused kernels' largest pooling window: they keep each maximum's position in a byte
 
 
 def fused_blocks(modules):

@@ -1,24 +1,29 @@
 """The losses: LossMSE (torch.nn.MSELoss()) and CrossEntropyLoss (torch.nn.CrossEntropyLoss()), whose kernels
 return the loss and its gradient together."""
 import math
+import numbers
 
 from .. import backend as _backend
 from .module import _TENSOR, CHECKED, Module, kernel_error
 
 
 def _scaled(module, grad, gradwrtoutput):
-    """d loss / d output times the upstream gradient of the loss (one value, as the loss), if one is given."""
+    """d loss / d output times the upstream gradient of the loss (one real value, as the loss), if one is given."""
     for g in gradwrtoutput:
         if isinstance(g, _TENSOR):
-            ok = g.numel() == 1 and g.dtype == grad.dtype and g.device == grad.device
-            got, kind = f"shape {list(g.shape)}, {g.dtype} on {g.device}", ValueError
+            if g.numel() != 1 or g.is_complex() or str(g.dtype) == "torch.bool":
+                raise ValueError(_not_one_value(module, f"shape {list(g.shape)}, {g.dtype}"))
+            g = g.reshape(())  # 0-d: the gradient keeps its dtype and device, as autograd casts one
+        elif isinstance(g, numbers.Real) and not isinstance(g, bool):
+            g = float(g)
         else:
-            ok, got, kind = isinstance(g, (int, float)) and not isinstance(g, bool), type(g).__name__, TypeError
-        if not ok:
-            raise kind(f"{module!r}.backward: expected the loss's gradient to be a number or one value (the loss "
-                       f"is a scalar) of {grad.dtype} on {grad.device}, got {got}")
+            raise TypeError(_not_one_value(module, type(g).__name__))
         grad = grad.mul(g)
     return grad
+
+
+def _not_one_value(module, got):
+    return f"{module!r}.backward: expected the loss's gradient to be one real value (the loss is a scalar), got {got}"
 
 
 class FusedLoss(Module):
@@ -61,7 +66,7 @@ class FusedLoss(Module):
         except CHECKED as e:
             raise kernel_error(self, "forward", e) from None
         self.steps += 1
-        if self.check_finite and loss.device.type != "meta" and not math.isfinite(loss.item()):  # meta: no value
+        if self.check_finite and not loss.is_meta and not math.isfinite(loss.item()):  # meta: no value
             name = type(self).__name__
             if output.numel() == 0:  # no value to average: torch.nn's nan
                 raise ValueError(f"{name}: the batch is empty (output of shape {list(output.shape)}), its mean loss is "

@@ -197,13 +197,17 @@ class Module:
         dtype applies to floating-point tensors; buffers of integers keep theirs, as in torch.nn."""
         check_dtype(f"{self!r}.to", dtype)
         tensors = [t for pair in self.param() for t in pair] + [t for _, t in self.named_buffers()]
-        try:  # every tensor converted before the first is replaced: a move that fails changes nothing
+        old = [t.data for t in tensors]
+        try:  # in place, so that optimizers keep the same tensors; torch refuses some swaps (to or from meta)
             moved = [t.data.to(device=device, dtype=dtype if t.is_floating_point() else None) for t in tensors]
             for t, new in zip(tensors, moved):
                 t.data = new
         except (RuntimeError, TypeError, AssertionError) as e:  # torch asserts when built without CUDA
+            for t, data in zip(tensors, old):  # a move that fails changes nothing
+                t.data = data
             kind = TypeError if isinstance(e, TypeError) else RuntimeError
-            raise kind(f"{self!r}.to: cannot move to device={device!r}, dtype={dtype!r}: {e}") from None
+            raise kind(f"{self!r}.to: cannot move its tensors in place to device={device!r}, dtype={dtype!r}: "
+                       f"{e}") from None
         return self
 
     def __repr__(self):

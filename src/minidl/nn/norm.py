@@ -1,5 +1,7 @@
 """BatchNorm1d and BatchNorm2d: per-channel normalisation with batch statistics in training (which also
 update running ones) and the running statistics in evaluation, then a per-channel scale and shift."""
+import numbers
+
 from torch import empty
 
 from .. import backend as _backend
@@ -18,9 +20,9 @@ class _BatchNorm(Module):
         name = type(self).__name__
         check_sizes(name, num_features=num_features)
         check_dtype(name, dtype)
-        if momentum is not None and (isinstance(momentum, bool) or not isinstance(momentum, (int, float))):
+        if momentum is not None and (isinstance(momentum, bool) or not isinstance(momentum, numbers.Real)):
             raise TypeError(f"{name}: expected momentum to be a number or None, got {momentum!r}")
-        if isinstance(eps, bool) or not isinstance(eps, (int, float)):
+        if isinstance(eps, bool) or not isinstance(eps, numbers.Real):
             raise TypeError(f"{name}: expected eps to be a number, got {eps!r}")
         self.num_features, self.eps, self.momentum = num_features, eps, momentum
         self.weight, self.grad_weight = new_param(name, num_features, device, dtype)

@@ -34,8 +34,10 @@ def checked_pairs(params, owner):
 
 
 def checked_numbers(owner, **values):
-    """The values as floats, each checked to be a real number (not a bool); errors name `owner` ("SGD.step")."""
+    """The values as floats, each checked to be a real number (not a bool) or a tensor of one (torch.optim takes
+    a tensor lr); errors name `owner` ("SGD.step")."""
     for name, value in values.items():
-        if not isinstance(value, numbers.Real) or isinstance(value, bool):
+        one = isinstance(value, _TENSOR) and value.numel() == 1 and value.is_floating_point()
+        if not one and (not isinstance(value, numbers.Real) or isinstance(value, bool)):
             raise TypeError(f"{owner}: expected {name} to be a number, got {type(value).__name__} {value!r}")
     return [float(value) for value in values.values()]

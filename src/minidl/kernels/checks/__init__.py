@@ -40,6 +40,11 @@ def check_shape(t, expected, op, name):
         raise ValueError(f"{op}: expected {name} of shape {list(expected)}, got {list(t.shape)}")
 
 
+def expanded(t):
+    """Whether elements of t share memory: a stride 0 over more than one element (at::has_internal_overlap's YES)."""
+    return any(st == 0 and n > 1 for st, n in zip(t.stride(), t.shape))
+
+
 def check_no_overlap(out, t, op, name, t_name):
     # The same storage, as Tensor::is_alias_of in the C++ twin (_cdata: the storage's address, also
     # for meta and fake tensors, whose data pointers are all null).
@@ -88,8 +93,8 @@ def check_stack(input, weights, biases, activations, op, bias_name="bias"):
     if not weights:
         raise ValueError(f"{op}: expected at least one layer")
     if len(biases) != len(weights) or len(activations) != len(weights):
-        raise ValueError(f"{op}: expected as many biases and activations as weights ({len(weights)}), got "
-                         f"{len(biases)} biases and {len(activations)} activations")
+        raise ValueError(f"{op}: expected as many {bias_name}es and activations as weights ({len(weights)}), got "
+                         f"{len(biases)} {bias_name}es and {len(activations)} activations")
     _check_linear(input, weights[0], f"{op} (layer 0)")
     for i, (w, b, a) in enumerate(zip(weights, biases, activations)):
         name = f"{op} (layer {i})"
@@ -151,7 +156,7 @@ def check_sgd(params, grads, momentum_buffers, lr, momentum, weight_decay, zero_
         check_float(p, name, "param")
         check_like(g, p, name, "grad", "param")
         check_shape(g, p.shape, name, "grad")
-        if zero_grads and any(st == 0 and n > 1 for st, n in zip(g.stride(), g.shape)):
+        if zero_grads and expanded(g):
             raise ValueError(f"{name}: zero_grads needs gradients whose elements have memory of their own, "
                              f"got one of strides {list(g.stride())}")
         if momentum:

@@ -1,5 +1,5 @@
 """Input checks of minidl.adam_step_ (the twin of check_adam_step in csrc/ops/adam.cpp, same messages)."""
-from . import check_float, check_like, check_shape
+from . import check_float, check_like, check_shape, expanded
 
 _OP = "minidl.adam_step_"
 
@@ -28,6 +28,6 @@ def check_adam(params, grads, exp_avgs, exp_avg_sqs, step, lr, beta1, beta2, eps
         for t, t_name in ((g, "grad"), (m, "exp_avg"), (v, "exp_avg_sq")):
             check_like(t, p, name, t_name, "param")
             check_shape(t, p.shape, name, t_name)
-        if zero_grads and any(st == 0 and size > 1 for st, size in zip(g.stride(), g.shape)):
+        if zero_grads and expanded(g):
             raise ValueError(f"{name}: zero_grads needs gradients whose elements have memory of their own, "
                              f"got one of strides {list(g.stride())}")

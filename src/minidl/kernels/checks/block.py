@@ -4,11 +4,14 @@ from .layer import (_check_per_channel, check_batch_norm_settings, check_maxpool
                     check_running_stats_written, check_written)
 
 
+MAX_WINDOW = 256  # the largest pooling window: argmax keeps each maximum's position in a byte
+
+
 def check_pool_norm_relu_forward(input, kernel_size, stride, weight, bias, running_mean, running_var, training,
                                  momentum, eps, op):
     """The pooled shape [N, C, OH, OW]."""
     shape = check_maxpool2d(input, kernel_size, stride, op)
-    if kernel_size[0] * kernel_size[1] > 256:
+    if kernel_size[0] * kernel_size[1] > MAX_WINDOW:
         raise ValueError(f"{op}: expected a window of at most 256 elements (argmax is uint8), got kernel_size "
                          f"{list(kernel_size)}")
     check_batch_norm_settings(input, weight, bias, running_mean, running_var, momentum, eps, op)

@@ -16,7 +16,7 @@ def check_cross_entropy(logits, target):
 
 def check_targets_in_range(target, classes):
     """Every target a class index, checked before any is used as one (the values: not for fake tensors)."""
-    if target.numel() and target.device.type != "meta" and bool(target.lt(0).logical_or_(target.ge(classes)).any()):
+    if target.numel() and not target.is_meta and bool(target.lt(0).logical_or_(target.ge(classes)).any()):
         raise ValueError(f"minidl.cross_entropy_forward: expected target values in [0, {classes}) for {classes} "
                          f"classes, got values in [{int(target.min())}, {int(target.max())}]")
 

@@ -1,7 +1,7 @@
 """Checks of the layer ops (max-pool, batch norm, dropout): the twin of csrc/layer_checks.h, same messages."""
 import math
 
-from . import _check_tensor, check_dim, check_float, check_like, check_shape
+from . import _check_tensor, check_dim, check_float, check_like, check_shape, expanded
 
 
 def is_channels_last(t):
@@ -60,7 +60,7 @@ def _check_per_channel(t, input, op, name):
 
 def check_written(t, op, name):
     """A tensor the op writes into: an expanded one (stride 0) would take several values in one element."""
-    if any(st == 0 and n > 1 for st, n in zip(t.stride(), t.shape)):
+    if expanded(t):
         raise ValueError(f"{op}: expected {name} whose elements have memory of their own (the op writes it), "
                          f"got strides {list(t.stride())}")
 
@@ -108,11 +108,17 @@ def check_batch_norm_backward(grad_output, input, weight, mean, invstd, grad_wei
     check_written(grad_bias, op, "grad_bias")
 
 
+def _is_torch_generator(g):
+    """Whether g is a torch.Generator (not imported here: the course rule), not numpy's or another library's."""
+    kind = type(g)
+    return kind.__name__ == "Generator" and kind.__module__.split(".")[0] == "torch"
+
+
 def check_dropout(input, p, generator, op):
     check_float(input, op, "input")
     if not 0 <= p <= 1:
         raise ValueError(f"{op}: expected p between 0 and 1, got {p}")
-    if generator is not None and type(generator).__name__ != "Generator":  # torch.Generator, not imported here
+    if generator is not None and not _is_torch_generator(generator):
         raise TypeError(f"{op}: expected generator to be a torch.Generator or None, got {type(generator).__name__}")
     if generator is not None and generator.device.type != input.device.type:
         raise RuntimeError(f"{op}: expected a generator on {input.device.type} like input, got one on {generator.device}")

@@ -30,7 +30,7 @@ def pool_norm_relu_backward(grad_output, input, output, pooled, argmax, kernel_s
                                   invstd, grad_weight, grad_bias, op)
     (kh, kw), (sh, sw) = kernel_size, stride
     # amax: ~10x faster than max() on uint8 (torch 2.13, CPU); the meta device has no values to check
-    if argmax.numel() and argmax.device.type != "meta" and int(argmax.amax()) >= kh * kw:
+    if argmax.numel() and not argmax.is_meta and int(argmax.amax()) >= kh * kw:
         raise IndexError(f"{op}: expected argmax in [0, {kh * kw}) for kernel_size {list(kernel_size)}, got "
                          f"{int(argmax.amax())}")
     drop = scratch_like("relu mask", output).copy_(output).le_(0)

@@ -16,11 +16,9 @@ def _dense(t):
     return True
 
 
-def _empty_in_order(x):
-    """An uninitialised tensor of x's shape whose elements lie in memory in the order of the dense x's."""
-    order = sorted(range(x.dim()), key=lambda d: -x.stride(d))  # outermost first; stable for size-1 ties
-    t = empty([x.shape[d] for d in order], dtype=x.dtype, device=x.device)
-    return t.permute(sorted(range(x.dim()), key=order.__getitem__))
+def _empty_strided_like(x):
+    """An uninitialised tensor of the dense x's shape and strides (they span x.numel() elements)."""
+    return empty(x.numel(), dtype=x.dtype, device=x.device).as_strided(x.shape, x.stride())
 
 
 def dropout_forward(input, p, generator=None):
@@ -34,7 +32,7 @@ def dropout_forward(input, p, generator=None):
         x = input.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2)
     else:
         x = input.contiguous()
-    mask = _empty_in_order(x)
+    mask = _empty_strided_like(x)
     if p == 0:
         mask.fill_(1)  # torch draws nothing for p = 0 or 1
     elif p == 1:

@@ -55,7 +55,7 @@ def pool_taps(input, kernel_size, stride, dtype):
     tap = scratch("pool tap", best.shape, input.dtype, input.device).zero_()  # exact in floats up to 2^24 taps
     moves = scratch("pool moves", best.shape, input.dtype, input.device)
     # a NaN somewhere (or an overflowing sum: then only slower); on the meta device no value can be read
-    nans = input.device.type == "meta" or not bool(input.sum().isfinite())
+    nans = input.is_meta or not bool(input.sum().isfinite())
     for t, v in enumerate(taps[1:], 1):
         moves.copy_(v).gt_(best)  # before best takes v in
         if nans:
@@ -90,7 +90,7 @@ def maxpool2d_backward(grad_output, input, indices, kernel_size, stride):
     grad_input = _empty_like_format(list(input.shape), input, input.dtype, is_channels_last(input)).zero_()
     if grad_input.numel() == 0:
         return grad_input
-    if indices.numel() and indices.device.type != "meta" and (indices.min() < 0 or indices.max() >= h * w):
+    if indices.numel() and not indices.is_meta and (indices.min() < 0 or indices.max() >= h * w):
         raise IndexError(f"{op}: expected indices in [0, {h * w}) for input of shape {list(input.shape)}, "
                          "got one outside")
     grad_input.view(n, c, h * w).scatter_add_(2, indices.reshape(n, c, -1), grad_output.reshape(n, c, -1))
