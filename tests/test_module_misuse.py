@@ -152,3 +152,17 @@ def test_a_training_step_on_the_meta_device_gives_the_shapes(backend_name):
         shapes[device] = [tuple(t.shape) for t in (out, value, grad)] + [tuple(g.shape) for _, g in net.param()]
         assert all(g.device.type == device for _, g in net.param())
     assert shapes["meta"] == shapes["cpu"]
+
+
+@pytest.mark.parametrize("modules", [lambda: (dl.Linear(3, 2), dl.ReLU()), lambda: (dl.Linear(3, 2), dl.Flatten())],
+                         ids=["fused", "module-by-module"])
+def test_a_sequential_context_serves_one_backward(backend_name, modules):
+    net = dl.Sequential(*modules())
+    x = torch.randn(4, 3)
+    y, ctx = net.call(x)
+    net.backward_ctx(ctx, torch.ones_like(y))
+    once = net[0].grad_weight.clone()
+    with pytest.raises(RuntimeError, match=r"^Sequential\(.*\)\.backward: this forward's context has served a "
+                                           r"backward already; each forward serves one backward$"):
+        net.backward_ctx(ctx, torch.ones_like(y))  # before: every gradient added again
+    assert torch.equal(net[0].grad_weight, once)

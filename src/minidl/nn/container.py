@@ -119,6 +119,10 @@ class Sequential(Module):
         return self.backward_ctx(self.take_ctx(), grad_output, input_grad)
 
     def backward_ctx(self, ctx, grad_output, input_grad=True):
+        if ctx.spent:  # a second backward would add every gradient again
+            raise RuntimeError(f"{self!r}.backward: this forward's context has served a backward already; "
+                               f"each forward serves one backward")
+        ctx.spent = True
         if ctx.stack is None:
             modules, children = ctx.modules, ctx.children
             for i in range(len(modules) - 1, 0, -1):

@@ -71,6 +71,8 @@ def new_param(owner, shape, device, dtype):
 class Context:
     """What one forward call saved for its backward (tinygrad's and minitorch's ctx): any attributes."""
 
+    spent = False  # whether a backward consumed it (Sequential's sets it)
+
 
 class Module:
     """Base class: forward(*input), backward(*gradwrtoutput), param() -> [(tensor, grad), ...]."""
