@@ -30,6 +30,8 @@ inline std::array<int64_t, 4> check_pool_norm_relu_forward(const at::Tensor& inp
   if (training) {  // the running statistics are updated
     check_written(running_mean, op, "running_mean");
     check_written(running_var, op, "running_var");
+    check_apart({{&running_mean, "running_mean"}, {&running_var, "running_var"}},
+                {{&input, "input"}, {&weight, "weight"}, {&bias, "bias"}}, op);
   }
   return shape;
 }
@@ -54,6 +56,10 @@ inline void check_pool_norm_relu_backward(const at::Tensor& grad_output, const a
   check_per_channel(grad_bias, input, op, "grad_bias");
   check_written(grad_weight, op, "grad_weight");
   check_written(grad_bias, op, "grad_bias");
+  check_apart({{&grad_weight, "grad_weight"}, {&grad_bias, "grad_bias"}},
+              {{&grad_output, "grad_output"}, {&input, "input"}, {&output, "output"}, {&pooled, "pooled"},
+               {&argmax, "argmax"}, {&weight, "weight"}, {&mean, "mean"}, {&invstd, "invstd"}},
+              op);
 }
 
 // The one check that reads data, so the kernels call it and the shape functions do not: a position outside

@@ -4,10 +4,12 @@
 // which is formatted only when a check fails.
 #pragma once
 #include <ATen/core/Tensor.h>
+#include <c10/util/ArrayRef.h>
 
 #include <algorithm>
 #include <initializer_list>
 #include <ostream>
+#include <utility>
 #include <vector>
 
 namespace minidl {
@@ -65,6 +67,56 @@ void check_no_overlap(const at::Tensor& out, const at::Tensor& in, const Op& op,
                       const char* in_name) {
   TORCH_CHECK_VALUE(!out.is_alias_of(in), op, ": expected ", name, " to have memory of its own, got a view of ",
                     in_name, "'s storage");
+}
+
+// A tensor and its name in messages; `t` null for an absent optional tensor, `index` >= 0 for one of a list.
+struct Named {
+  const at::Tensor* t;
+  const char* name;
+  int64_t index = -1;
+};
+inline std::ostream& operator<<(std::ostream& os, const Named& n) {
+  return n.index < 0 ? os << n.name : os << n.name << "[" << n.index << "]";
+}
+
+// Whether a and b share memory: one storage and intersecting spans of bytes, a span running from a
+// tensor's first element to its last. Exact for dense tensors; strided ones whose spans interleave count.
+inline bool shares_memory(const at::Tensor& a, const at::Tensor& b) {
+  if (!a.is_alias_of(b) || a.numel() == 0 || b.numel() == 0) return false;
+  const auto span = [](const at::Tensor& t) {
+    int64_t last = 0;
+    for (int64_t d = 0; d < t.dim(); ++d) last += (t.size(d) - 1) * t.stride(d);
+    const int64_t first = t.storage_offset() * static_cast<int64_t>(t.itemsize());
+    return std::make_pair(first, first + (last + 1) * static_cast<int64_t>(t.itemsize()));
+  };
+  const auto [a0, a1] = span(a);
+  const auto [b0, b1] = span(b);
+  return a0 < b1 && b0 < a1;
+}
+
+// Whether a and b are one tensor's memory: the same storage, offset, sizes and strides.
+inline bool same_view(const at::Tensor& a, const at::Tensor& b) {
+  return a.is_alias_of(b) && a.storage_offset() == b.storage_offset() && a.sizes() == b.sizes() &&
+         a.strides() == b.strides();
+}
+
+// What an op writes must share no memory with what it reads (a gradient that is the weight would change
+// the weight before its last read: a silently wrong answer), nor part of it with another tensor it writes;
+// one tensor written twice (a layer's gradient in a stack that applies the layer twice) adds twice.
+template <typename Op>
+void check_apart(c10::ArrayRef<Named> written, c10::ArrayRef<Named> read, const Op& op) {
+  for (size_t i = 0; i < written.size(); ++i) {
+    const Named& w = written[i];
+    if (w.t == nullptr) continue;
+    for (const Named& r : read)
+      TORCH_CHECK_VALUE(r.t == nullptr || !shares_memory(*w.t, *r.t), op, ": expected ", w,
+                        " to share no memory with ", r, " (the op writes ", w, " while it reads ", r, ")");
+    for (size_t j = i + 1; j < written.size(); ++j) {
+      const at::Tensor* o = written[j].t;
+      TORCH_CHECK_VALUE(o == nullptr || same_view(*w.t, *o) || !shares_memory(*w.t, *o), op, ": expected ", w,
+                        " and ", written[j], " to share no memory (the op writes both)");
+    }
+  }
 }
 
 // Checks shared by every elementwise backward: grad_output must match the saved tensor.

@@ -85,6 +85,8 @@ inline void check_batch_norm_forward(const at::Tensor& input, const at::Tensor& 
   if (training) {  // the running statistics are updated
     check_written(running_mean, op, "running_mean");
     check_written(running_var, op, "running_var");
+    check_apart({{&running_mean, "running_mean"}, {&running_var, "running_var"}},
+                {{&input, "input"}, {&weight, "weight"}, {&bias, "bias"}}, op);
   }
 }
 
@@ -101,6 +103,10 @@ inline void check_batch_norm_backward(const at::Tensor& grad_output, const at::T
   check_per_channel(grad_bias, input, op, "grad_bias");
   check_written(grad_weight, op, "grad_weight");
   check_written(grad_bias, op, "grad_bias");
+  check_apart({{&grad_weight, "grad_weight"}, {&grad_bias, "grad_bias"}},
+              {{&grad_output, "grad_output"}, {&input, "input"}, {&weight, "weight"}, {&mean, "mean"},
+               {&invstd, "invstd"}},
+              op);
 }
 
 inline void check_dropout(const at::Tensor& input, double p, const std::optional<at::Generator>& generator,

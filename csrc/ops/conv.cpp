@@ -218,6 +218,8 @@ at::Tensor conv2d_backward(const at::Tensor& grad_output, const at::Tensor& inpu
     check_like(*grad_bias, weight, op, "grad_bias", "weight");
     check_shape(*grad_bias, {s.o}, op, "grad_bias");
   }
+  check_apart({{&grad_weight, "grad_weight"}, {grad_bias.has_value() ? &*grad_bias : nullptr, "grad_bias"}},
+              {{&grad_output, "grad_output"}, {&input, "input"}, {&weight, "weight"}}, op);
   const at::NoGradGuard no_grad;  // see ops/linear.cpp
   const at::Tensor rows = as_rows(grad_output);  // [N*OH*OW, O]
   const Algorithm algorithm = choose(input, s);

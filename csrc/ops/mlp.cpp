@@ -9,6 +9,7 @@
 #include <ATen/ops/addmm.h>
 #include <ATen/ops/mm.h>
 #include <ATen/Parallel.h>
+#include <c10/util/SmallVector.h>
 #include <torch/library.h>
 
 #include <initializer_list>
@@ -164,6 +165,13 @@ void mlp_backward(const at::Tensor& grad_output, const at::Tensor& input, at::Te
   }
   check_like(grad_output, weights[n - 1], op, "grad_output", "the last weight");
   check_shape(grad_output, outputs[n - 1].sizes(), op, "grad_output");
+  c10::SmallVector<Named, 8> written, read{{&grad_output, "grad_output"}, {&input, "input"}};
+  for (size_t i = 0; i < n; ++i) {
+    const auto k = static_cast<int64_t>(i);
+    written.append({{&grad_weights[i], "grad_weights", k}, {&grad_biases[i], "grad_biases", k}});
+    read.append({{&outputs[i], "outputs", k}, {&weights[i], "weights", k}});
+  }
+  check_apart(written, read, op);
   if (grad_input.has_value()) {
     check_like(*grad_input, weights[0], op, "grad_input", "the first weight");
     check_shape(*grad_input, input.sizes(), op, "grad_input");

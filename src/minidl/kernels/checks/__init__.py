@@ -52,6 +52,45 @@ def check_no_overlap(out, t, op, name, t_name):
         raise ValueError(f"{op}: expected {name} to have memory of its own, got a view of {t_name}'s storage")
 
 
+def _span(t):
+    """The bytes of t's storage from its first element to its last, as a range."""
+    last = sum((n - 1) * st for n, st in zip(t.shape, t.stride()))
+    first = t.storage_offset() * t.element_size()
+    return first, first + (last + 1) * t.element_size()
+
+
+def shares_memory(a, b):
+    """Whether a and b share memory: one storage and intersecting spans (exact for dense tensors)."""
+    if a.untyped_storage()._cdata != b.untyped_storage()._cdata or a.numel() == 0 or b.numel() == 0:
+        return False
+    (a0, a1), (b0, b1) = _span(a), _span(b)
+    return a0 < b1 and b0 < a1
+
+
+def _same_view(a, b):
+    """Whether a and b are one tensor's memory: the same storage, offset, sizes and strides."""
+    return (a.untyped_storage()._cdata == b.untyped_storage()._cdata and a.storage_offset() == b.storage_offset()
+            and a.shape == b.shape and a.stride() == b.stride())
+
+
+def check_apart(written, read, op):
+    """What an op writes ((tensor, name) pairs; None for an absent tensor) shares no memory with what it reads (a
+    gradient that is the weight would change the weight before its last read), nor part of it with another tensor
+    it writes; one tensor written twice (a layer's gradient in a stack that applies the layer twice) adds twice."""
+    written = [(t, name) for t, name in written if t is not None]
+    storages = [t.untyped_storage()._cdata for t, _ in written]
+    if len(set(storages)) == len(storages) and {t.untyped_storage()._cdata for t, _ in read}.isdisjoint(storages):
+        return  # no storage in common: the common case, without the spans
+    for i, (w, w_name) in enumerate(written):
+        for r, r_name in read:
+            if shares_memory(w, r):
+                raise ValueError(f"{op}: expected {w_name} to share no memory with {r_name} "
+                                 f"(the op writes {w_name} while it reads {r_name})")
+        for o, o_name in written[i + 1:]:
+            if not _same_view(w, o) and shares_memory(w, o):
+                raise ValueError(f"{op}: expected {w_name} and {o_name} to share no memory (the op writes both)")
+
+
 def _check_linear(input, weight, op):
     check_float(weight, op, "weight")
     check_like(input, weight, op, "input", "weight")
@@ -80,6 +119,8 @@ def check_linear_backward(grad_output, input, weight, grad_weight, grad_bias):
     if grad_bias is not None:
         check_like(grad_bias, weight, op, "grad_bias", "weight")
         check_shape(grad_bias, [weight.shape[0]], op, "grad_bias")
+    check_apart([(grad_weight, "grad_weight"), (grad_bias, "grad_bias")],
+                [(grad_output, "grad_output"), (input, "input"), (weight, "weight")], op)
 
 
 def check_elementwise_backward(grad_output, output, op):
@@ -124,6 +165,11 @@ def check_mlp_backward(grad_output, input, outputs, weights, grad_weights, grad_
         check_shape(gw, w.shape, name, "grad_weight")
     check_like(grad_output, weights[-1], op, "grad_output", "the last weight")
     check_shape(grad_output, outputs[-1].shape, op, "grad_output")
+    check_apart([pair for i in range(n) for pair in ((grad_weights[i], f"grad_weights[{i}]"),
+                                                     (grad_biases[i], f"grad_biases[{i}]"))],
+                [(grad_output, "grad_output"), (input, "input")]
+                + [pair for i in range(n) for pair in ((outputs[i], f"outputs[{i}]"), (weights[i], f"weights[{i}]"))],
+                op)
     if grad_input is not None:
         check_like(grad_input, weights[0], op, "grad_input", "the first weight")
         check_shape(grad_input, input.shape, op, "grad_input")

@@ -1,5 +1,5 @@
 """Checks of the pool -> batch norm -> ReLU block ops: the twin of csrc/block_checks.h, same messages."""
-from . import check_like, check_shape
+from . import check_apart, check_like, check_shape
 from .layer import (_check_per_channel, check_batch_norm_settings, check_maxpool2d, check_positions,
                     check_running_stats_written, check_written)
 
@@ -18,7 +18,7 @@ def check_pool_norm_relu_forward(input, kernel_size, stride, weight, bias, runni
     if training and shape[0] * shape[2] * shape[3] <= 1:
         raise ValueError(f"{op}: expected more than 1 value per channel when training, got pooled shape {shape} "
                          f"from input of shape {list(input.shape)}")
-    check_running_stats_written(running_mean, running_var, training, op)
+    check_running_stats_written(input, weight, bias, running_mean, running_var, training, op)
     return shape
 
 
@@ -34,3 +34,6 @@ def check_pool_norm_relu_backward(grad_output, input, output, pooled, argmax, ke
         _check_per_channel(t, input, op, name)
     check_written(grad_weight, op, "grad_weight")
     check_written(grad_bias, op, "grad_bias")
+    check_apart([(grad_weight, "grad_weight"), (grad_bias, "grad_bias")],
+                [(grad_output, "grad_output"), (input, "input"), (output, "output"), (pooled, "pooled"),
+                 (argmax, "argmax"), (weight, "weight"), (mean, "mean"), (invstd, "invstd")], op)

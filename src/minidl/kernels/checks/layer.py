@@ -1,7 +1,7 @@
 """Checks of the layer ops (max-pool, batch norm, dropout): the twin of csrc/layer_checks.h, same messages."""
 import math
 
-from . import _check_tensor, check_dim, check_float, check_like, check_shape, expanded
+from . import _check_tensor, check_apart, check_dim, check_float, check_like, check_shape, expanded
 
 
 def is_channels_last(t):
@@ -65,11 +65,13 @@ def check_written(t, op, name):
                          f"got strides {list(t.stride())}")
 
 
-def check_running_stats_written(running_mean, running_var, training, op):
+def check_running_stats_written(input, weight, bias, running_mean, running_var, training, op):
     """In training the running statistics are updated."""
     if training:
         check_written(running_mean, op, "running_mean")
         check_written(running_var, op, "running_var")
+        check_apart([(running_mean, "running_mean"), (running_var, "running_var")],
+                    [(input, "input"), (weight, "weight"), (bias, "bias")], op)
 
 
 def _check_batch_norm_input(input, op):
@@ -94,7 +96,7 @@ def check_batch_norm_forward(input, weight, bias, running_mean, running_var, tra
     if training and input.shape[0] * math.prod(input.shape[2:]) <= 1:
         raise ValueError(f"{op}: expected more than 1 value per channel when training, got input of shape "
                          f"{list(input.shape)}")
-    check_running_stats_written(running_mean, running_var, training, op)
+    check_running_stats_written(input, weight, bias, running_mean, running_var, training, op)
 
 
 def check_batch_norm_backward(grad_output, input, weight, mean, invstd, grad_weight, grad_bias, op):
@@ -106,6 +108,9 @@ def check_batch_norm_backward(grad_output, input, weight, mean, invstd, grad_wei
         _check_per_channel(t, input, op, name)
     check_written(grad_weight, op, "grad_weight")
     check_written(grad_bias, op, "grad_bias")
+    check_apart([(grad_weight, "grad_weight"), (grad_bias, "grad_bias")],
+                [(grad_output, "grad_output"), (input, "input"), (weight, "weight"), (mean, "mean"),
+                 (invstd, "invstd")], op)
 
 
 def _is_torch_generator(g):
