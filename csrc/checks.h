@@ -3,7 +3,9 @@
 // `op` is anything printable: a string, or an Indexed name such as "minidl.mlp_forward (layer 2)",
 // which is formatted only when a check fails.
 #pragma once
+#include <ATen/MemoryOverlap.h>
 #include <ATen/core/Tensor.h>
+#include <ATen/ops/zeros.h>
 #include <c10/util/ArrayRef.h>
 
 #include <algorithm>
@@ -61,14 +63,6 @@ void check_linear(const at::Tensor& input, const at::Tensor& weight, const Op& o
                     "] for weight of shape ", weight.sizes(), ", got ", input.sizes());
 }
 
-// `out` is written while `in` is still to be read: they must not be views of one storage.
-template <typename Op>
-void check_no_overlap(const at::Tensor& out, const at::Tensor& in, const Op& op, const char* name,
-                      const char* in_name) {
-  TORCH_CHECK_VALUE(!out.is_alias_of(in), op, ": expected ", name, " to have memory of its own, got a view of ",
-                    in_name, "'s storage");
-}
-
 // A tensor and its name in messages; `t` null for an absent optional tensor, `index` >= 0 for one of a list.
 struct Named {
   const at::Tensor* t;
@@ -79,8 +73,24 @@ inline std::ostream& operator<<(std::ostream& os, const Named& n) {
   return n.index < 0 ? os << n.name : os << n.name << "[" << n.index << "]";
 }
 
-// Whether a and b share memory: one storage and intersecting spans of bytes, a span running from a
-// tensor's first element to its last. Exact for dense tensors; strided ones whose spans interleave count.
+// t's bytes as a view of mask, a byte map of t's storage: [*sizes, itemsize], the dimensions of size 1 or
+// stride 0 left out (they add no byte).
+inline at::Tensor byte_view(const at::Tensor& mask, const at::Tensor& t) {
+  const int64_t k = static_cast<int64_t>(t.itemsize());
+  std::vector<int64_t> sizes, strides;
+  for (int64_t d = 0; d < t.dim(); ++d) {
+    if (t.size(d) > 1 && t.stride(d) != 0) {
+      sizes.push_back(t.size(d));
+      strides.push_back(t.stride(d) * k);
+    }
+  }
+  sizes.push_back(k);
+  strides.push_back(1);
+  return mask.as_strided(sizes, strides, t.storage_offset() * k);
+}
+
+// Whether a and b share a byte of memory. Only tensors of one storage whose spans (first to last byte)
+// meet can; dense ones then do, strided ones are compared on a byte map of the storage.
 inline bool shares_memory(const at::Tensor& a, const at::Tensor& b) {
   if (!a.is_alias_of(b) || a.numel() == 0 || b.numel() == 0) return false;
   const auto span = [](const at::Tensor& t) {
@@ -91,18 +101,22 @@ inline bool shares_memory(const at::Tensor& a, const at::Tensor& b) {
   };
   const auto [a0, a1] = span(a);
   const auto [b0, b1] = span(b);
-  return a0 < b1 && b0 < a1;
+  if (a1 <= b0 || b1 <= a0) return false;
+  if (a.is_non_overlapping_and_dense() && b.is_non_overlapping_and_dense()) return true;
+  const at::Tensor mask = at::zeros({std::max(a1, b1)}, at::TensorOptions().dtype(at::kByte));
+  byte_view(mask, a).fill_(1);
+  return byte_view(mask, b).any().item<bool>();
 }
 
-// Whether a and b are one tensor's memory: the same storage, offset, sizes and strides.
-inline bool same_view(const at::Tensor& a, const at::Tensor& b) {
-  return a.is_alias_of(b) && a.storage_offset() == b.storage_offset() && a.sizes() == b.sizes() &&
-         a.strides() == b.strides();
+// A tensor the op writes into: an expanded one (stride 0) would take several values in one element.
+template <typename Op, typename Name>
+void check_written(const at::Tensor& t, const Op& op, const Name& name) {
+  TORCH_CHECK_VALUE(at::has_internal_overlap(t) != at::MemOverlap::Yes, op, ": expected ", name,
+                    " whose elements have memory of their own (the op writes it), got strides ", t.strides());
 }
 
-// What an op writes must share no memory with what it reads (a gradient that is the weight would change
-// the weight before its last read: a silently wrong answer), nor part of it with another tensor it writes;
-// one tensor written twice (a layer's gradient in a stack that applies the layer twice) adds twice.
+// What an op writes must share no memory with what it reads (a gradient that is the weight would change the
+// weight before its last read: a silently wrong answer), nor with another tensor of `written`.
 template <typename Op>
 void check_apart(c10::ArrayRef<Named> written, c10::ArrayRef<Named> read, const Op& op) {
   for (size_t i = 0; i < written.size(); ++i) {
@@ -111,11 +125,9 @@ void check_apart(c10::ArrayRef<Named> written, c10::ArrayRef<Named> read, const 
     for (const Named& r : read)
       TORCH_CHECK_VALUE(r.t == nullptr || !shares_memory(*w.t, *r.t), op, ": expected ", w,
                         " to share no memory with ", r, " (the op writes ", w, " while it reads ", r, ")");
-    for (size_t j = i + 1; j < written.size(); ++j) {
-      const at::Tensor* o = written[j].t;
-      TORCH_CHECK_VALUE(o == nullptr || same_view(*w.t, *o) || !shares_memory(*w.t, *o), op, ": expected ", w,
+    for (size_t j = i + 1; j < written.size(); ++j)
+      TORCH_CHECK_VALUE(written[j].t == nullptr || !shares_memory(*w.t, *written[j].t), op, ": expected ", w,
                         " and ", written[j], " to share no memory (the op writes both)");
-    }
   }
 }
 

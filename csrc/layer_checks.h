@@ -1,7 +1,6 @@
 // Input validation of the layer ops (max-pool, batch norm, dropout), shared by their CPU and CUDA
 // kernels; the twin of src/minidl/kernels/checks/layer.py, with the same messages.
 #pragma once
-#include <ATen/MemoryOverlap.h>
 #include <ATen/core/Generator.h>
 #include <ATen/core/Tensor.h>
 
@@ -54,12 +53,6 @@ inline void check_maxpool2d_backward(const at::Tensor& grad_output, const at::Te
 inline void check_per_channel(const at::Tensor& t, const at::Tensor& input, const char* op, const char* name) {
   check_like(t, input, op, name, "input");
   check_shape(t, {input.size(1)}, op, name);
-}
-
-// A tensor the op writes into: an expanded one (stride 0) would take several values in one element.
-inline void check_written(const at::Tensor& t, const char* op, const char* name) {
-  TORCH_CHECK_VALUE(at::has_internal_overlap(t) != at::MemOverlap::Yes, op, ": expected ", name,
-                    " whose elements have memory of their own (the op writes it), got strides ", t.strides());
 }
 
 inline void check_batch_norm_input(const at::Tensor& input, const char* op) {

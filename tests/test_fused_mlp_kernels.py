@@ -101,7 +101,8 @@ def test_small_layer_loops_at_their_size_limit(batch, width):
         torch.testing.assert_close(c, p, rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("alias", ["grad_output", "input", "output", "weight", "grad_weight", "grad_bias"])
+@pytest.mark.parametrize("alias", ["grad_output", "input", "outputs[0]", "weights[0]", "grad_weights[0]",
+                                   "grad_biases[0]"])
 def test_mlp_backward_refuses_a_grad_input_that_shares_memory(ops, alias):
     torch.manual_seed(22)
     w, b = torch.randn(4, 4), torch.randn(4)
@@ -110,12 +111,23 @@ def test_mlp_backward_refuses_a_grad_input_that_shares_memory(ops, alias):
     g = torch.randn(3, 4)
     gw, gb_and_more = torch.zeros(4, 4), torch.zeros(3, 4)
     gb = gb_and_more[0]  # a grad_bias whose storage can also hold a grad_input
-    grad_input = {"grad_output": g, "input": x, "output": outs[0], "weight": w[:3], "grad_weight": gw[:3],
-                  "grad_bias": gb_and_more}[alias]
+    grad_input = {"grad_output": g, "input": x, "outputs[0]": outs[0], "weights[0]": w[:3], "grad_weights[0]": gw[:3],
+                  "grad_biases[0]": gb_and_more}[alias]
     before = [t.clone() for t in (g, x, outs[0], w, gw, gb)]
-    name = re.escape("minidl.mlp_backward" + ("" if alias in ("grad_output", "input") else " (layer 0)"))
-    with pytest.raises(ValueError, match=rf"{name}: expected grad_input to have memory of its own, got a view "
-                                         rf"of {alias}'s storage"):
+    with pytest.raises(ValueError, match=re.escape(f"minidl.mlp_backward: expected grad_input to share no memory "
+                                                   f"with {alias} (the op writes grad_input while it reads {alias})")):
         ops.mlp_backward(g, x, outs, [w], [gw], [gb], [0], grad_input)
     for t, old in zip((g, x, outs[0], w, gw, gb), before):
         assert torch.equal(t, old)  # refused before any write
+
+
+def test_mlp_backward_takes_a_grad_input_beside_a_gradient_in_one_buffer(ops):
+    """Views of one storage that share no byte: taken, with the values of tensors of their own."""
+    torch.manual_seed(23)
+    w, b, x, g = torch.randn(4, 4), torch.randn(4), torch.randn(3, 4), torch.randn(3, 4)
+    outs = ops.mlp_forward(x, [w], [b], [0])
+    buffer = torch.zeros(4, 4)
+    ops.mlp_backward(g, x, outs, [w], [torch.zeros(4, 4)], [buffer[3]], [0], buffer[:3])
+    gb, gx = torch.zeros(4), torch.zeros(3, 4)
+    ops.mlp_backward(g, x, outs, [w], [torch.zeros(4, 4)], [gb], [0], gx)
+    assert torch.equal(buffer[3], gb) and torch.equal(buffer[:3], gx)

@@ -34,6 +34,8 @@ at::Tensor linear_backward(const at::Tensor& grad_output, const at::Tensor& inpu
     check_like(*grad_bias, weight, op, "grad_bias", "weight");
     check_shape(*grad_bias, {weight.size(0)}, op, "grad_bias");
   }
+  check_written(grad_weight, op, "grad_weight");
+  if (grad_bias.has_value()) check_written(*grad_bias, op, "grad_bias");
   check_apart({{&grad_weight, "grad_weight"}, {grad_bias.has_value() ? &*grad_bias : nullptr, "grad_bias"}},
               {{&grad_output, "grad_output"}, {&input, "input"}, {&weight, "weight"}}, op);
   const at::NoGradGuard no_grad;  // see linear_forward

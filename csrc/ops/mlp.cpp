@@ -165,27 +165,24 @@ void mlp_backward(const at::Tensor& grad_output, const at::Tensor& input, at::Te
   }
   check_like(grad_output, weights[n - 1], op, "grad_output", "the last weight");
   check_shape(grad_output, outputs[n - 1].sizes(), op, "grad_output");
-  c10::SmallVector<Named, 8> written, read{{&grad_output, "grad_output"}, {&input, "input"}};
+  c10::SmallVector<Named, 8> read{{&grad_output, "grad_output"}, {&input, "input"}}, written;
   for (size_t i = 0; i < n; ++i) {
     const auto k = static_cast<int64_t>(i);
-    written.append({{&grad_weights[i], "grad_weights", k}, {&grad_biases[i], "grad_biases", k}});
     read.append({{&outputs[i], "outputs", k}, {&weights[i], "weights", k}});
+    written.append({{&grad_weights[i], "grad_weights", k}, {&grad_biases[i], "grad_biases", k}});
   }
-  check_apart(written, read, op);
+  // Layers add into their gradients one after another, so two layers' may share memory (one layer applied twice).
+  for (size_t i = 0; i < n; ++i) {
+    check_written(grad_weights[i], op, written[2 * i]);
+    check_written(grad_biases[i], op, written[2 * i + 1]);
+    check_apart({written[2 * i], written[2 * i + 1]}, read, op);
+  }
   if (grad_input.has_value()) {
     check_like(*grad_input, weights[0], op, "grad_input", "the first weight");
     check_shape(*grad_input, input.sizes(), op, "grad_input");
-    // grad_input is written last, but a tensor it shares memory with may still be read after it,
-    // or hold a gradient this call has already written.
-    check_no_overlap(*grad_input, grad_output, op, "grad_input", "grad_output");
-    check_no_overlap(*grad_input, input, op, "grad_input", "input");
-    for (size_t i = 0; i < n; ++i) {
-      const Indexed name{op, "layer", i};
-      check_no_overlap(*grad_input, outputs[i], name, "grad_input", "output");
-      check_no_overlap(*grad_input, weights[i], name, "grad_input", "weight");
-      check_no_overlap(*grad_input, grad_weights[i], name, "grad_input", "grad_weight");
-      check_no_overlap(*grad_input, grad_biases[i], name, "grad_input", "grad_bias");
-    }
+    check_written(*grad_input, op, "grad_input");
+    read.append(written.begin(), written.end());  // nor with a gradient: layer 0's are written with it
+    check_apart({{&*grad_input, "grad_input"}}, read, op);
   }
   const at::NoGradGuard no_grad;  // see ops/linear.cpp
 

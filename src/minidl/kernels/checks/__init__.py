@@ -3,6 +3,7 @@
 from torch import empty
 
 from .. import ACTIVATIONS
+from .memory import check_apart, check_written, expanded
 
 _FLOATS = ("torch.float32", "torch.float64")
 _CODES = range(len(ACTIVATIONS))
@@ -40,57 +41,6 @@ def check_shape(t, expected, op, name):
         raise ValueError(f"{op}: expected {name} of shape {list(expected)}, got {list(t.shape)}")
 
 
-def expanded(t):
-    """Whether elements of t share memory: a stride 0 over more than one element (at::has_internal_overlap's YES)."""
-    return any(st == 0 and n > 1 for st, n in zip(t.stride(), t.shape))
-
-
-def check_no_overlap(out, t, op, name, t_name):
-    # The same storage, as Tensor::is_alias_of in the C++ twin (_cdata: the storage's address, also
-    # for meta and fake tensors, whose data pointers are all null).
-    if out.untyped_storage()._cdata == t.untyped_storage()._cdata:
-        raise ValueError(f"{op}: expected {name} to have memory of its own, got a view of {t_name}'s storage")
-
-
-def _span(t):
-    """The bytes of t's storage from its first element to its last, as a range."""
-    last = sum((n - 1) * st for n, st in zip(t.shape, t.stride()))
-    first = t.storage_offset() * t.element_size()
-    return first, first + (last + 1) * t.element_size()
-
-
-def shares_memory(a, b):
-    """Whether a and b share memory: one storage and intersecting spans (exact for dense tensors)."""
-    if a.untyped_storage()._cdata != b.untyped_storage()._cdata or a.numel() == 0 or b.numel() == 0:
-        return False
-    (a0, a1), (b0, b1) = _span(a), _span(b)
-    return a0 < b1 and b0 < a1
-
-
-def _same_view(a, b):
-    """Whether a and b are one tensor's memory: the same storage, offset, sizes and strides."""
-    return (a.untyped_storage()._cdata == b.untyped_storage()._cdata and a.storage_offset() == b.storage_offset()
-            and a.shape == b.shape and a.stride() == b.stride())
-
-
-def check_apart(written, read, op):
-    """What an op writes ((tensor, name) pairs; None for an absent tensor) shares no memory with what it reads (a
-    gradient that is the weight would change the weight before its last read), nor part of it with another tensor
-    it writes; one tensor written twice (a layer's gradient in a stack that applies the layer twice) adds twice."""
-    written = [(t, name) for t, name in written if t is not None]
-    storages = [t.untyped_storage()._cdata for t, _ in written]
-    if len(set(storages)) == len(storages) and {t.untyped_storage()._cdata for t, _ in read}.isdisjoint(storages):
-        return  # no storage in common: the common case, without the spans
-    for i, (w, w_name) in enumerate(written):
-        for r, r_name in read:
-            if shares_memory(w, r):
-                raise ValueError(f"{op}: expected {w_name} to share no memory with {r_name} "
-                                 f"(the op writes {w_name} while it reads {r_name})")
-        for o, o_name in written[i + 1:]:
-            if not _same_view(w, o) and shares_memory(w, o):
-                raise ValueError(f"{op}: expected {w_name} and {o_name} to share no memory (the op writes both)")
-
-
 def _check_linear(input, weight, op):
     check_float(weight, op, "weight")
     check_like(input, weight, op, "input", "weight")
@@ -119,6 +69,9 @@ def check_linear_backward(grad_output, input, weight, grad_weight, grad_bias):
     if grad_bias is not None:
         check_like(grad_bias, weight, op, "grad_bias", "weight")
         check_shape(grad_bias, [weight.shape[0]], op, "grad_bias")
+    check_written(grad_weight, op, "grad_weight")
+    if grad_bias is not None:
+        check_written(grad_bias, op, "grad_bias")
     check_apart([(grad_weight, "grad_weight"), (grad_bias, "grad_bias")],
                 [(grad_output, "grad_output"), (input, "input"), (weight, "weight")], op)
 
@@ -165,19 +118,21 @@ def check_mlp_backward(grad_output, input, outputs, weights, grad_weights, grad_
         check_shape(gw, w.shape, name, "grad_weight")
     check_like(grad_output, weights[-1], op, "grad_output", "the last weight")
     check_shape(grad_output, outputs[-1].shape, op, "grad_output")
-    check_apart([pair for i in range(n) for pair in ((grad_weights[i], f"grad_weights[{i}]"),
-                                                     (grad_biases[i], f"grad_biases[{i}]"))],
-                [(grad_output, "grad_output"), (input, "input")]
-                + [pair for i in range(n) for pair in ((outputs[i], f"outputs[{i}]"), (weights[i], f"weights[{i}]"))],
-                op)
+    read = [(grad_output, "grad_output"), (input, "input")] + [
+        pair for i in range(n) for pair in ((outputs[i], f"outputs[{i}]"), (weights[i], f"weights[{i}]"))]
+    written = [pair for i in range(n) for pair in ((grad_weights[i], f"grad_weights[{i}]"),
+                                                   (grad_biases[i], f"grad_biases[{i}]"))]
+    # Layers add into their gradients one after another, so two layers' may share memory (one layer applied twice).
+    for i in range(n):
+        for t, name in written[2 * i:2 * i + 2]:
+            check_written(t, op, name)
+        check_apart(written[2 * i:2 * i + 2], read, op)
     if grad_input is not None:
         check_like(grad_input, weights[0], op, "grad_input", "the first weight")
         check_shape(grad_input, input.shape, op, "grad_input")
-        check_no_overlap(grad_input, grad_output, op, "grad_input", "grad_output")
-        check_no_overlap(grad_input, input, op, "grad_input", "input")
-        for i, tensors in enumerate(zip(outputs, weights, grad_weights, grad_biases)):
-            for t, t_name in zip(tensors, ("output", "weight", "grad_weight", "grad_bias")):
-                check_no_overlap(grad_input, t, f"{op} (layer {i})", "grad_input", t_name)
+        check_written(grad_input, op, "grad_input")
+        # nor with a gradient: layer 0's are written with it
+        check_apart([(grad_input, "grad_input")], read + written, op)
 
 
 def check_mse(output, target):

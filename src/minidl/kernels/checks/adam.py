@@ -1,5 +1,6 @@
 """Input checks of minidl.adam_step_ (the twin of check_adam_step in csrc/ops/adam.cpp, same messages)."""
-from . import check_float, check_like, check_shape, expanded
+from . import check_float, check_like, check_shape
+from .memory import expanded
 
 _OP = "minidl.adam_step_"
 

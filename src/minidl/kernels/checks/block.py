@@ -1,7 +1,8 @@
 """Checks of the pool -> batch norm -> ReLU block ops: the twin of csrc/block_checks.h, same messages."""
-from . import check_apart, check_like, check_shape
+from . import check_like, check_shape
 from .layer import (_check_per_channel, check_batch_norm_settings, check_maxpool2d, check_positions,
-                    check_running_stats_written, check_written)
+                    check_running_stats_written)
+from .memory import check_apart, check_written
 
 
 MAX_WINDOW = 256  # the largest pooling window: argmax keeps each maximum's position in a byte

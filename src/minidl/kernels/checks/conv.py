@@ -1,5 +1,6 @@
 """Input checks of the convolution ops: the twin of csrc/ops/conv.cpp's, with the same messages."""
-from . import check_apart, check_dim, check_float, check_like, check_shape
+from . import check_dim, check_float, check_like, check_shape
+from .memory import check_apart, check_written
 
 
 MAX_PADDING = 2 ** 31 - 1  # more is no image's: the C++ check keeps h + 2 * padding within int64
@@ -54,6 +55,9 @@ def check_conv2d_backward(grad_output, input, weight, grad_weight, grad_bias, st
     if grad_bias is not None:
         check_like(grad_bias, weight, op, "grad_bias", "weight")
         check_shape(grad_bias, [weight.shape[0]], op, "grad_bias")
+    check_written(grad_weight, op, "grad_weight")
+    if grad_bias is not None:
+        check_written(grad_bias, op, "grad_bias")
     check_apart([(grad_weight, "grad_weight"), (grad_bias, "grad_bias")],
                 [(grad_output, "grad_output"), (input, "input"), (weight, "weight")], op)
 

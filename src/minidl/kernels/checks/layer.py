@@ -1,7 +1,8 @@
 """Checks of the layer ops (max-pool, batch norm, dropout): the twin of csrc/layer_checks.h, same messages."""
 import math
 
-from . import _check_tensor, check_apart, check_dim, check_float, check_like, check_shape, expanded
+from . import _check_tensor, check_dim, check_float, check_like, check_shape
+from .memory import check_apart, check_written
 
 
 def is_channels_last(t):
@@ -56,13 +57,6 @@ def check_positions(t, input, shape, dtype, op, name):
 def _check_per_channel(t, input, op, name):
     check_like(t, input, op, name, "input")
     check_shape(t, [input.shape[1]], op, name)
-
-
-def check_written(t, op, name):
-    """A tensor the op writes into: an expanded one (stride 0) would take several values in one element."""
-    if expanded(t):
-        raise ValueError(f"{op}: expected {name} whose elements have memory of their own (the op writes it), "
-                         f"got strides {list(t.stride())}")
 
 
 def check_running_stats_written(input, weight, bias, running_mean, running_var, training, op):

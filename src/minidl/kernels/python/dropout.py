@@ -4,16 +4,7 @@ from torch import empty
 
 from ..checks import check_not_recorded
 from ..checks.layer import check_dropout, check_dropout_backward, is_channels_last
-
-
-def _dense(t):
-    """Whether t's elements fill a block of memory exactly (at::Tensor::is_non_overlapping_and_dense)."""
-    expected = 1
-    for stride, size in sorted((st, n) for st, n in zip(t.stride(), t.shape) if n != 1):
-        if stride != expected:
-            return False
-        expected *= size
-    return True
+from ..checks.memory import dense
 
 
 def _empty_strided_like(x):
@@ -26,7 +17,7 @@ def dropout_forward(input, p, generator=None):
     op = "minidl.dropout_forward"
     check_not_recorded(op, locals())
     check_dropout(input, p, generator, op)
-    if _dense(input):
+    if dense(input):
         x = input
     elif is_channels_last(input):
         x = input.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2)
