@@ -274,3 +274,4 @@ def test_the_backends_agree_on_which_strided_views_share_memory(data):
             refused[name] = True
     elements = lambda t: {t.storage_offset() + i * t.stride(0) + j * t.stride(1) for i in range(2) for j in range(3)}
     assert set(refused.values()) == {bool(elements(gw) & elements(w))}, refused
+

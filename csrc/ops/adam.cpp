@@ -54,6 +54,10 @@ void check_adam_step(at::TensorList params, at::TensorList grads, at::TensorList
     TORCH_CHECK_VALUE(!zero_grads || at::has_internal_overlap(grads[i]) != at::MemOverlap::Yes, name,
                       ": zero_grads needs gradients whose elements have memory of their own, got one of strides ",
                       grads[i].strides());
+    const Named grad{&grads[i], "grad"};  // read, and written too with zero_grads
+    check_apart({{&params[i], "param"}, {&exp_avgs[i], "exp_avg"}, {&exp_avg_sqs[i], "exp_avg_sq"},
+                 zero_grads ? grad : Named{nullptr, "grad"}},
+                {zero_grads ? Named{nullptr, "grad"} : grad}, name);
   }
 }
 

@@ -62,6 +62,10 @@ void sgd_step_(at::TensorList params, at::TensorList grads, at::TensorList momen
       check_like(momentum_buffers[i], params[i], name, "momentum_buffer", "param");
       check_shape(momentum_buffers[i], params[i].sizes(), name, "momentum_buffer");
     }
+    const Named grad{&grads[i], "grad"};  // read, and written too with zero_grads
+    check_apart({{&params[i], "param"}, {use_momentum ? &momentum_buffers[i] : nullptr, "momentum_buffer"},
+                 zero_grads ? grad : Named{nullptr, "grad"}},
+                {zero_grads ? Named{nullptr, "grad"} : grad}, name);
   }
   // Tensors the CPU loop can't take (other devices, other strides) step together through ATen's
   // _foreach ops, torch.optim.SGD's own arithmetic: on CUDA a few multi-tensor launches for the

@@ -163,6 +163,9 @@ def check_sgd(params, grads, momentum_buffers, lr, momentum, weight_decay, zero_
         if momentum:
             check_like(momentum_buffers[i], p, name, "momentum_buffer", "param")
             check_shape(momentum_buffers[i], p.shape, name, "momentum_buffer")
+        grad = [(g, "grad")]  # read, and written too with zero_grads
+        check_apart([(p, "param"), (momentum_buffers[i] if momentum else None, "momentum_buffer")]
+                    + (grad if zero_grads else []), [] if zero_grads else grad, name)
 
 
 def check_not_recorded(op, arguments):

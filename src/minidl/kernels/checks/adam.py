@@ -1,6 +1,6 @@
 """Input checks of minidl.adam_step_ (the twin of check_adam_step in csrc/ops/adam.cpp, same messages)."""
 from . import check_float, check_like, check_shape
-from .memory import expanded
+from .memory import check_apart, expanded
 
 _OP = "minidl.adam_step_"
 
@@ -32,3 +32,6 @@ def check_adam(params, grads, exp_avgs, exp_avg_sqs, step, lr, beta1, beta2, eps
         if zero_grads and expanded(g):
             raise ValueError(f"{name}: zero_grads needs gradients whose elements have memory of their own, "
                              f"got one of strides {list(g.stride())}")
+        grad = [(g, "grad")]  # read, and written too with zero_grads
+        check_apart([(p, "param"), (m, "exp_avg"), (v, "exp_avg_sq")] + (grad if zero_grads else []),
+                    [] if zero_grads else grad, name)
