@@ -73,9 +73,9 @@ inline std::ostream& operator<<(std::ostream& os, const Named& n) {
   return n.index < 0 ? os << n.name : os << n.name << "[" << n.index << "]";
 }
 
-// t's bytes as a view of mask, a byte map of t's storage: [*sizes, itemsize], the dimensions of size 1 or
-// stride 0 left out (they add no byte).
-inline at::Tensor byte_view(const at::Tensor& mask, const at::Tensor& t) {
+// t's bytes as a view of mask, a byte map of t's storage from its byte lo: [*sizes, itemsize], the dimensions
+// of size 1 or stride 0 left out (they add no byte).
+inline at::Tensor byte_view(const at::Tensor& mask, const at::Tensor& t, int64_t lo) {
   const int64_t k = static_cast<int64_t>(t.itemsize());
   std::vector<int64_t> sizes, strides;
   for (int64_t d = 0; d < t.dim(); ++d) {
@@ -86,11 +86,12 @@ inline at::Tensor byte_view(const at::Tensor& mask, const at::Tensor& t) {
   }
   sizes.push_back(k);
   strides.push_back(1);
-  return mask.as_strided(sizes, strides, t.storage_offset() * k);
+  return mask.as_strided(sizes, strides, t.storage_offset() * k - lo);
 }
 
 // Whether a and b share a byte of memory. Only tensors of one storage whose spans (first to last byte)
-// meet can; dense ones then do, strided ones are compared on a byte map of the storage.
+// meet can (two storages over one memory, as from_numpy twice makes, are not seen); dense ones then do,
+// strided ones are compared on a byte map of where their spans meet.
 inline bool shares_memory(const at::Tensor& a, const at::Tensor& b) {
   if (!a.is_alias_of(b) || a.numel() == 0 || b.numel() == 0) return false;
   const auto span = [](const at::Tensor& t) {
@@ -103,9 +104,10 @@ inline bool shares_memory(const at::Tensor& a, const at::Tensor& b) {
   const auto [b0, b1] = span(b);
   if (a1 <= b0 || b1 <= a0) return false;
   if (a.is_non_overlapping_and_dense() && b.is_non_overlapping_and_dense()) return true;
-  const at::Tensor mask = at::zeros({std::max(a1, b1)}, at::TensorOptions().dtype(at::kByte));
-  byte_view(mask, a).fill_(1);
-  return byte_view(mask, b).any().item<bool>();
+  const int64_t lo = std::min(a0, b0);
+  const at::Tensor mask = at::zeros({std::max(a1, b1) - lo}, at::TensorOptions().dtype(at::kByte));
+  byte_view(mask, a, lo).fill_(1);
+  return byte_view(mask, b, lo).any().item<bool>();
 }
 
 // A tensor the op writes into: an expanded one (stride 0) would take several values in one element.

@@ -275,3 +275,23 @@ def test_the_backends_agree_on_which_strided_views_share_memory(data):
     elements = lambda t: {t.storage_offset() + i * t.stride(0) + j * t.stride(1) for i in range(2) for j in range(3)}
     assert set(refused.values()) == {bool(elements(gw) & elements(w))}, refused
 
+
+
+def test_an_optimizer_refuses_parameters_that_share_memory_without_being_one_tensor():
+    """Lists from leaves' param() joined by hand: tied transposed weights would be stepped twice."""
+    a, b = dl.Linear(4, 3), dl.Linear(3, 4)
+    b.weight, b.grad_weight = a.weight.t(), a.grad_weight.t()
+    with pytest.raises(ValueError, match=re.escape("SGD: parameter 0 and parameter 2 share memory")):
+        dl.SGD(a.param() + b.param(), lr=0.1)
+    b.weight, b.grad_weight = torch.empty(4, 3), torch.zeros(4, 3)
+    dl.SGD(a.param() + a.param(), lr=0.1)  # one tensor listed twice: stepped twice, as asked
+
+
+def test_param_names_the_optimizer_error_for_an_entry_that_is_not_a_tensor():
+    class Odd(dl.nn.module.Module):
+        def named_param(self):
+            return [("w", torch.zeros(2), None)]
+    net = dl.Sequential(Odd(), dl.Linear(2, 2))
+    assert len(net.param()) == 3
+    with pytest.raises(TypeError, match=r"^SGD: expected \(parameter, gradient\) pairs of tensors"):
+        dl.SGD(net, lr=0.1)

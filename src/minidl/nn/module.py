@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from torch import empty
 
 from .. import backend as _backend
-from ..kernels.checks.memory import shares_memory
+from ..kernels.checks.memory import overlapping_pair
 
 CHECKED = (RuntimeError, ValueError, TypeError)  # what the kernels raise on bad input
 FLOAT_DTYPES = ("torch.float32", "torch.float64")  # what the kernels take
@@ -69,19 +69,13 @@ def new_param(owner, shape, device, dtype):
     return param, empty(shape, device=device, dtype=dtype).zero_()
 
 
-def check_own_memory(module, listed):
-    """A ValueError naming module unless the listed (name, parameter, gradient) tensors share no memory: else a
-    backward adds into a parameter or into another's gradient, or an optimizer steps one memory twice."""
-    tensors = [(p, name) for name, p, _ in listed] + [(g, f"{name}'s gradient") for name, _, g in listed]
-    storages = [t.untyped_storage()._cdata for t, _ in tensors]
-    if len(set(storages)) == len(storages):
-        return  # no storage in common: the common case, decided without spans
-    for i, (a, a_name) in enumerate(tensors):
-        for b, b_name in tensors[i + 1:]:
-            if shares_memory(a, b):
-                raise ValueError(f"{module!r}.param: {a_name} and {b_name} share memory; give each a tensor of its "
-                                 f"own, or share one tensor and its gradient (b.weight = a.weight; "
-                                 f"b.grad_weight = a.grad_weight)")
+def check_own_memory(owner, tensors):
+    """A ValueError naming owner if two of the (tensor, name) pairs share memory: a backward would add into a
+    parameter or into another's gradient, or an optimizer step one memory twice."""
+    pair = overlapping_pair([(t, name) for t, name in tensors if isinstance(t, _TENSOR)])
+    if pair is not None:
+        raise ValueError(f"{owner}: {pair[0]} and {pair[1]} share memory; give each a tensor of its own, or share "
+                         f"one tensor and its gradient (b.weight = a.weight; b.grad_weight = a.grad_weight)")
 
 
 class Context:
@@ -159,7 +153,8 @@ class Module:
             if first[2] is not g:
                 raise ValueError(f"{self!r}.param: {name} shares {first[0]}'s tensor but not its gradient; "
                                  f"share the gradient too (e.g. b.grad_weight = a.grad_weight)")
-        check_own_memory(self, pairs.values())
+        check_own_memory(f"{self!r}.param", [(p, name) for name, p, _ in pairs.values()]
+                         + [(g, f"{name}'s gradient") for name, _, g in pairs.values()])
         return [(p, g) for _, p, g in pairs.values()]
 
     def named_buffers(self):

@@ -5,6 +5,7 @@ import numbers
 from torch import empty
 
 from .. import nn as _nn
+from ..nn.module import check_own_memory
 
 _TENSOR = type(empty(0))  # torch.Tensor, within the course rule of importing only torch.empty
 
@@ -30,6 +31,11 @@ def checked_pairs(params, owner):
         if p.shape != g.shape:
             raise ValueError(f"{owner}: parameter {i} has shape {list(p.shape)} but its gradient has "
                              f"shape {list(g.shape)}")
+    first = {}  # (id(p), id(g)) -> the position where the pair is first listed: a pair listed again steps again
+    for i, (p, g) in enumerate(pairs):
+        first.setdefault((id(p), id(g)), i)
+    check_own_memory(owner, [(pairs[i][0], f"parameter {i}") for i in first.values()]
+                     + [(pairs[i][1], f"parameter {i}'s gradient") for i in first.values()])
     return pairs
 
 

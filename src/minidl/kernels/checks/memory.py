@@ -31,21 +31,22 @@ def _span(t):
     return first, first + (last + 1) * t.element_size()
 
 
-def _byte_slices(t):
-    """Slices of a byte map of t's storage that cover t's bytes: one per byte of an element and row of the
-    innermost dimension (the dimensions of size 1 or stride 0 left out: they add no byte)."""
+def _byte_slices(t, lo):
+    """Slices of a byte map starting at byte lo of t's storage that cover t's bytes: one per byte of an element
+    and line of t's largest dimension (the dimensions of size 1 or stride 0 left out: they add no byte)."""
     k = t.element_size()
-    dims = sorted((st * k, n) for n, st in zip(t.shape, t.stride()) if n > 1 and st != 0)
-    step, count = dims[0] if dims else (k, 1)
-    starts = [t.storage_offset() * k]
-    for st, n in dims[1:]:
+    dims = sorted(((n, st * k) for n, st in zip(t.shape, t.stride()) if n > 1 and st != 0), reverse=True)
+    count, step = dims[0] if dims else (1, k)
+    starts = [t.storage_offset() * k - lo]
+    for n, st in dims[1:]:
         starts = [s + i * st for s in starts for i in range(n)]
     return [slice(s + j, s + j + step * (count - 1) + 1, step) for s in starts for j in range(k)]
 
 
 def shares_memory(a, b):
     """Whether a and b share a byte of memory. Only tensors of one storage whose spans (first to last byte) meet
-    can; dense ones then do, strided ones are compared on a byte map of the storage (offsets only: any device)."""
+    can (two storages over one memory, as from_numpy twice makes, are not seen); dense ones then do, strided ones
+    are compared on a byte map of where their spans meet (offsets only: any device)."""
     if a.untyped_storage()._cdata != b.untyped_storage()._cdata or a.numel() == 0 or b.numel() == 0:
         return False
     (a0, a1), (b0, b1) = _span(a), _span(b)
@@ -53,10 +54,29 @@ def shares_memory(a, b):
         return False
     if dense(a) and dense(b):
         return True
-    mask = bytearray(max(a1, b1))
-    for part in _byte_slices(a):
+    lo = min(a0, b0)
+    mask = bytearray(max(a1, b1) - lo)
+    for part in _byte_slices(a, lo):
         mask[part] = b"\1" * len(range(part.start, part.stop, part.step))
-    return any(any(mask[part]) for part in _byte_slices(b))
+    return any(b"\1" in mask[part] for part in _byte_slices(b, lo))
+
+
+def overlapping_pair(tensors):
+    """The names of two of the (tensor, name) pairs that share memory (also one tensor listed twice), else None.
+    Spans sorted per storage: tensors apart in memory (views of a flat buffer) cost no comparison."""
+    by_storage = {}
+    for t, name in tensors:
+        if t.numel() > 0:
+            by_storage.setdefault(t.untyped_storage()._cdata, []).append((_span(t), t, name))
+    for group in by_storage.values():
+        group.sort(key=lambda entry: entry[0][0])
+        for i, ((_, a1), a, a_name) in enumerate(group):
+            for (b0, _), b, b_name in group[i + 1:]:
+                if b0 >= a1:
+                    break
+                if shares_memory(a, b):
+                    return a_name, b_name
+    return None
 
 
 def check_apart(written, read, op):
