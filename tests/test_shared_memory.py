@@ -186,7 +186,7 @@ def test_mlp_backward_refuses_a_gradient_that_is_another_layers_weight(backend_n
 
 
 @pytest.mark.parametrize("fused", [True, False], ids=["fused", "module-by-module"])
-def test_tied_transposed_weights_train_as_in_torch(backend_name, fused):
+def test_tied_transposed_weights_get_torchs_values_and_gradients(backend_name, fused):
     """An autoencoder whose decoder is the encoder's transpose, gradient too: the stack's two layers add into one
     gradient, one after the other (fused: one mlp_backward call). An optimizer would step that memory twice (two
     parameter tensors): param() refuses, naming both."""

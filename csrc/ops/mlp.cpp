@@ -80,13 +80,12 @@ void add_column_sums_(at::Tensor& grad_bias, const at::Tensor& grad) {
 
 // Whether the activation's backward pass can add g's rows into grad_bias as it goes, with the bits
 // of the two passes it replaces: add_column_sums_ would add the rows in order, and grad_bias shares
-// no storage with what the layer reads or writes before its column sums (g, y, x, grad_weight).
+// no memory with what the layer reads or writes before its column sums (mlp_backward's checks).
 // Not where activate_backward would stream a new output: for outputs that big streaming pays more.
-bool fuses_column_sums(Activation act, const at::Tensor& g, const at::Tensor& y, const at::Tensor& x,
-                       const at::Tensor& grad_weight, const at::Tensor& grad_bias, bool g_is_ours) {
+bool fuses_column_sums(Activation act, const at::Tensor& g, const at::Tensor& y, const at::Tensor& grad_bias,
+                       bool g_is_ours) {
   return act != Activation::None && adds_rows_in_order(grad_bias, g) && y.is_contiguous() &&
-         (g_is_ours || !cpu::new_output_streams(y)) && !grad_bias.is_alias_of(g) && !grad_bias.is_alias_of(y) &&
-         !grad_bias.is_alias_of(x) && !grad_bias.is_alias_of(grad_weight);
+         (g_is_ours || !cpu::new_output_streams(y));
 }
 
 bool all_contiguous(std::initializer_list<const at::Tensor*> ts) {
@@ -208,7 +207,7 @@ void mlp_backward(const at::Tensor& grad_output, const at::Tensor& input, at::Te
       ours = true;
       continue;
     }
-    const bool fused = fuses_column_sums(act, g, y, x, gw, gb, ours);
+    const bool fused = fuses_column_sums(act, g, y, gb, ours);
     if (fused) {
       at::Tensor out = ours ? g : cpu::empty_output_like(y);
       cpu::activation_backward_column_sums_(g, y, out, act, gb);  // one pass over g instead of two
